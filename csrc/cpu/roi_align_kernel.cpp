@@ -1,0 +1,263 @@
+// RoIAlign on the CPU: forward parallel over RoIs, backward parallel over channels.
+//
+// Per RoI, the four pixel offsets and weights of every (valid) sample are computed once and reused
+// for all channels, as in torchvision. Both passes visit samples in torchvision's order, so results
+// are bit-identical to torchvision's CPU kernel in float32/float64 -- the backward too, because a
+// channel's gradient plane is owned by one thread that adds RoI after RoI in index order.
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "../common/roi_align_math.h"
+#include "../roi_align_args.h"
+
+namespace roiops {
+namespace {
+
+using namespace roi_align_math;
+
+template <typename acc_t>
+struct SamplePoint {
+  int64_t offset[4];  // element offsets of the 4 corners within one (image, channel) plane
+  acc_t weight[4];
+};
+
+// The valid samples of every bin of one RoI, in torchvision's visiting order (bin-major, then iy,
+// then ix). Buffers are reused from RoI to RoI.
+template <typename acc_t>
+struct RoISamples {
+  std::vector<SamplePoint<acc_t>> points;
+  std::vector<int64_t> bin_begin;  // points of bin i: [bin_begin[i], bin_begin[i + 1])
+  std::vector<AxisTap<acc_t>> y_taps, x_taps;
+  std::vector<int> y_begin, x_begin;
+
+  static void axis_taps(acc_t start, acc_t bin, int grid, int pooled, int size,
+                        std::vector<AxisTap<acc_t>>& taps, std::vector<int>& begin) {
+    taps.clear();
+    begin.resize(pooled + 1);
+    for (int p = 0; p < pooled; ++p) {
+      begin[p] = static_cast<int>(taps.size());
+      int first, last;
+      valid_sample_range(start, bin, grid, p, size, &first, &last);
+      for (int i = first; i < last; ++i) {
+        taps.push_back(axis_tap(sample_coord(start, bin, grid, p, i), size));
+      }
+    }
+    begin[pooled] = static_cast<int>(taps.size());
+  }
+
+  void build(const RoIGeometry<acc_t>& g, int height, int width, int64_t stride_h,
+             int64_t stride_w, int pooled_h, int pooled_w) {
+    axis_taps(g.start_h, g.bin_h, g.grid_h, pooled_h, height, y_taps, y_begin);
+    axis_taps(g.start_w, g.bin_w, g.grid_w, pooled_w, width, x_taps, x_begin);
+    points.clear();
+    bin_begin.clear();
+    for (int ph = 0; ph < pooled_h; ++ph) {
+      for (int pw = 0; pw < pooled_w; ++pw) {
+        bin_begin.push_back(static_cast<int64_t>(points.size()));
+        for (int iy = y_begin[ph]; iy < y_begin[ph + 1]; ++iy) {
+          const AxisTap<acc_t>& ty = y_taps[iy];
+          for (int ix = x_begin[pw]; ix < x_begin[pw + 1]; ++ix) {
+            const AxisTap<acc_t>& tx = x_taps[ix];
+            if (ty.low < 0 || tx.low < 0) continue;
+            const BilinearWeights<acc_t> w = bilinear_weights(ty, tx);
+            points.push_back({{ty.low * stride_h + tx.low * stride_w,
+                               ty.low * stride_h + tx.high * stride_w,
+                               ty.high * stride_h + tx.low * stride_w,
+                               ty.high * stride_h + tx.high * stride_w},
+                              {w.w1, w.w2, w.w3, w.w4}});
+          }
+        }
+      }
+    }
+    bin_begin.push_back(static_cast<int64_t>(points.size()));
+  }
+};
+
+// torchvision reads rois[k, 0] out of bounds when it is not a batch index; here it is an error.
+template <typename acc_t>
+void check_indices(const char* op, const acc_t* rois, const int64_t* levels, int64_t num_rois,
+                   int64_t batch, int num_levels) {
+  for (int64_t k = 0; k < num_rois; ++k) {
+    const acc_t b = rois[5 * k];
+    // Truncation toward zero (torchvision's int cast) must land in [0, N); NaN fails both tests.
+    TORCH_CHECK_VALUE(b > acc_t(-1) && b < static_cast<acc_t>(batch), op, ": rois[", k,
+                      ", 0] = ", b, " is not a batch index of the input (batch size ", batch,
+                      ")");
+    if (levels != nullptr) {
+      TORCH_CHECK_VALUE(levels[k] >= 0 && levels[k] < num_levels, op, ": levels[", k, "] = ",
+                        levels[k], " is not a level index; expected [0, ", num_levels, ")");
+    }
+  }
+}
+
+template <typename acc_t>
+RoIGeometry<acc_t> geometry_of(const acc_t* roi, acc_t spatial_scale, int64_t pooled_h,
+                               int64_t pooled_w, int64_t sampling_ratio, bool aligned) {
+  return roi_geometry(roi[1], roi[2], roi[3], roi[4], spatial_scale, static_cast<int>(pooled_h),
+                      static_cast<int>(pooled_w), static_cast<int>(sampling_ratio), aligned);
+}
+
+at::Tensor forward_cpu(const char* op, RoIAlignForwardArgs a) {
+  for (at::Tensor& f : a.features) f = f.contiguous();
+  const at::Tensor& first = a.features[0];
+  const int64_t num_rois = a.rois.size(0);
+  const int64_t channels = first.size(1);
+  const int64_t bins = a.pooled_h * a.pooled_w;
+  at::Tensor output = at::zeros({num_rois, channels, a.pooled_h, a.pooled_w}, first.options());
+  if (output.numel() == 0) return output;
+
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, first.scalar_type(), "roi_align_forward_cpu", [&] {
+        using acc_t = at::opmath_type<scalar_t>;
+        const auto pyramid = make_pyramid<const scalar_t, acc_t>(a.features, a.spatial_scales);
+        const acc_t* rois = a.rois.data_ptr<acc_t>();
+        const int64_t* levels = a.levels.defined() ? a.levels.data_ptr<int64_t>() : nullptr;
+        check_indices(op, rois, levels, num_rois, pyramid.batch, pyramid.num_levels);
+        scalar_t* out = output.data_ptr<scalar_t>();
+
+        at::parallel_for(0, num_rois, 1, [&](int64_t begin, int64_t end) {
+          RoISamples<acc_t> samples;
+          for (int64_t k = begin; k < end; ++k) {
+            const acc_t* roi = rois + 5 * k;
+            const int level = levels != nullptr ? static_cast<int>(levels[k]) : 0;
+            const int64_t b = static_cast<int64_t>(roi[0]);
+            const RoIGeometry<acc_t> g = geometry_of(roi, pyramid.scale[level], a.pooled_h,
+                                                     a.pooled_w, a.sampling_ratio, a.aligned);
+            samples.build(g, pyramid.height[level], pyramid.width[level],
+                          pyramid.stride_h[level], pyramid.stride_w[level],
+                          static_cast<int>(a.pooled_h), static_cast<int>(a.pooled_w));
+            const acc_t count = forward_count(g);
+            for (int64_t c = 0; c < channels; ++c) {
+              const scalar_t* plane = pyramid.data[level] + pyramid.plane_offset(level, b, c);
+              scalar_t* out_c = out + (k * channels + c) * bins;
+              for (int64_t bin = 0; bin < bins; ++bin) {
+                acc_t sum = 0;
+                for (int64_t s = samples.bin_begin[bin]; s < samples.bin_begin[bin + 1]; ++s) {
+                  const SamplePoint<acc_t>& pt = samples.points[s];
+                  const acc_t value = pt.weight[0] * static_cast<acc_t>(plane[pt.offset[0]]) +
+                                      pt.weight[1] * static_cast<acc_t>(plane[pt.offset[1]]) +
+                                      pt.weight[2] * static_cast<acc_t>(plane[pt.offset[2]]) +
+                                      pt.weight[3] * static_cast<acc_t>(plane[pt.offset[3]]);
+                  sum += value;
+                }
+                out_c[bin] = static_cast<scalar_t>(sum / count);
+              }
+            }
+          }
+        });
+      });
+  return output;
+}
+
+std::vector<at::Tensor> backward_cpu(const char* op, const RoIAlignBackwardArgs& a) {
+  const int num_levels = static_cast<int>(a.heights.size());
+  const at::ScalarType grad_type = a.grad.scalar_type();
+  const at::ScalarType acc_type = accumulate_type(grad_type);
+  // Reduced-precision gradients accumulate in float32 and are rounded once at the end.
+  std::vector<at::Tensor> grads_acc;
+  for (int l = 0; l < num_levels; ++l) {
+    grads_acc.push_back(at::zeros({a.batch_size, a.channels, a.heights[l], a.widths[l]},
+                                  a.grad.options().dtype(acc_type)));
+  }
+  const int64_t num_rois = a.rois.size(0);
+  const int64_t bins = a.pooled_h * a.pooled_w;
+
+  if (num_rois > 0 && a.channels > 0) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(
+        at::kHalf, at::kBFloat16, grad_type, "roi_align_backward_cpu", [&] {
+          using acc_t = at::opmath_type<scalar_t>;
+          const auto pyramid = make_pyramid<acc_t, acc_t>(grads_acc, a.spatial_scales);
+          const acc_t* rois = a.rois.data_ptr<acc_t>();
+          const int64_t* levels = a.levels.defined() ? a.levels.data_ptr<int64_t>() : nullptr;
+          check_indices(op, rois, levels, num_rois, pyramid.batch, pyramid.num_levels);
+          const scalar_t* grad = a.grad.data_ptr<scalar_t>();
+
+          at::parallel_for(0, a.channels, 1, [&](int64_t c_begin, int64_t c_end) {
+            RoISamples<acc_t> samples;
+            for (int64_t k = 0; k < num_rois; ++k) {
+              const acc_t* roi = rois + 5 * k;
+              const int level = levels != nullptr ? static_cast<int>(levels[k]) : 0;
+              const int64_t b = static_cast<int64_t>(roi[0]);
+              const RoIGeometry<acc_t> g = geometry_of(roi, pyramid.scale[level], a.pooled_h,
+                                                       a.pooled_w, a.sampling_ratio, a.aligned);
+              samples.build(g, pyramid.height[level], pyramid.width[level],
+                            pyramid.stride_h[level], pyramid.stride_w[level],
+                            static_cast<int>(a.pooled_h), static_cast<int>(a.pooled_w));
+              const acc_t count = backward_count(g);
+              for (int64_t c = c_begin; c < c_end; ++c) {
+                acc_t* plane = pyramid.data[level] + pyramid.plane_offset(level, b, c);
+                const scalar_t* grad_c = grad + (k * a.channels + c) * bins;
+                for (int64_t bin = 0; bin < bins; ++bin) {
+                  const acc_t grad_bin = static_cast<acc_t>(grad_c[bin]);
+                  for (int64_t s = samples.bin_begin[bin]; s < samples.bin_begin[bin + 1]; ++s) {
+                    const SamplePoint<acc_t>& pt = samples.points[s];
+                    for (int corner = 0; corner < 4; ++corner) {
+                      plane[pt.offset[corner]] += grad_bin * pt.weight[corner] / count;
+                    }
+                  }
+                }
+              }
+            }
+          });
+        });
+  }
+  if (acc_type != grad_type) {
+    for (at::Tensor& g : grads_acc) g = g.to(grad_type);
+  }
+  return grads_acc;
+}
+
+at::Tensor roi_align_forward(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
+                             int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio,
+                             bool aligned) {
+  constexpr const char* op = "roi_align";
+  return forward_cpu(op, prepare_forward(op, {input}, rois, std::nullopt, {spatial_scale},
+                                         pooled_h, pooled_w, sampling_ratio, aligned));
+}
+
+at::Tensor roi_align_backward(const at::Tensor& grad, const at::Tensor& rois, double spatial_scale,
+                              int64_t pooled_h, int64_t pooled_w, int64_t batch_size,
+                              int64_t channels, int64_t height, int64_t width,
+                              int64_t sampling_ratio, bool aligned) {
+  constexpr const char* op = "_roi_align_backward";
+  return backward_cpu(op, prepare_backward(op, grad, rois, std::nullopt, {spatial_scale}, pooled_h,
+                                           pooled_w, batch_size, channels, {height}, {width},
+                                           sampling_ratio, aligned))[0];
+}
+
+at::Tensor multi_scale_roi_align_forward(at::TensorList features, const at::Tensor& rois,
+                                         const at::Tensor& levels, at::ArrayRef<double> scales,
+                                         int64_t pooled_h, int64_t pooled_w,
+                                         int64_t sampling_ratio, bool aligned) {
+  constexpr const char* op = "multi_scale_roi_align";
+  return forward_cpu(op, prepare_forward(op, features, rois, levels, scales, pooled_h, pooled_w,
+                                         sampling_ratio, aligned));
+}
+
+std::vector<at::Tensor> multi_scale_roi_align_backward(
+    const at::Tensor& grad, const at::Tensor& rois, const at::Tensor& levels,
+    at::ArrayRef<double> scales, int64_t pooled_h, int64_t pooled_w, int64_t batch_size,
+    int64_t channels, at::IntArrayRef heights, at::IntArrayRef widths, int64_t sampling_ratio,
+    bool aligned) {
+  constexpr const char* op = "_multi_scale_roi_align_backward";
+  return backward_cpu(op, prepare_backward(op, grad, rois, levels, scales, pooled_h, pooled_w,
+                                           batch_size, channels, heights, widths, sampling_ratio,
+                                           aligned));
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(roiops, CPU, m) {
+  m.impl("roi_align", &roi_align_forward);
+  m.impl("_roi_align_backward", &roi_align_backward);
+  m.impl("multi_scale_roi_align", &multi_scale_roi_align_forward);
+  m.impl("_multi_scale_roi_align_backward", &multi_scale_roi_align_backward);
+}
+
+}  // namespace roiops

@@ -1,0 +1,346 @@
+// RoIAlign on CUDA, one kernel for one or many feature levels.
+//
+// One block per (RoI, chunk of channels). The RoI's geometry is computed once per block and the
+// bilinear taps of its bins are separable -- the y taps depend only on (ph, iy), the x taps only on
+// (pw, ix) -- so the block stores PH*grid_h + PW*grid_w taps in shared memory instead of every thread
+// recomputing PH*PW*grid_h*grid_w of them (torchvision's per-output kernel recomputes all of them for
+// every channel). Threads then walk the chunk's outputs:
+//   * channel-first maps (NCHW): consecutive threads take consecutive bins of one channel, so the
+//     gathers of a warp fall in one small window of one plane and the output writes are contiguous;
+//   * channels-last maps (NHWC, stride_c == 1): consecutive threads take consecutive channels of one
+//     bin, so every gather of a warp is one contiguous row of channels -- no copy to NCHW needed.
+// A RoI whose grid would not fit in shared memory (huge box, adaptive grid) computes taps per thread,
+// visiting only the samples inside the map (bisection, see roi_align_math.h).
+//
+// A batch index outside [0, N) or a level index outside [0, L) gives a zero output row and no
+// gradient: checking on the host would cost a device sync, and no memory outside the maps is touched.
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "../common/roi_align_math.h"
+#include "../roi_align_args.h"
+#include "cuda_helpers.cuh"
+
+namespace roiops {
+namespace {
+
+using namespace roi_align_math;
+using cuda::ceil_div;
+
+constexpr int kThreads = 256;
+// Taps per axis kept in shared memory: PH * grid_h <= 512 covers 7x7 and 14x14 outputs up to
+// adaptive grids of 36 (boxes ~250 pixels on the level they are pooled from).
+constexpr int kMaxSharedTaps = 512;
+
+template <typename acc_t>
+struct BlockRoI {
+  int level;
+  int64_t batch_index;
+  RoIGeometry<acc_t> geometry;
+  bool taps_in_shared;
+};
+
+// Reads RoI k; false if its batch or level index is out of range.
+template <typename scalar_t, typename acc_t>
+__device__ __forceinline__ bool read_roi(const FeaturePyramid<scalar_t, acc_t>& pyr,
+                                         const acc_t* __restrict__ rois,
+                                         const int64_t* __restrict__ levels, int64_t k,
+                                         int pooled_h, int pooled_w, int sampling_ratio,
+                                         bool aligned, BlockRoI<acc_t>* r) {
+  const acc_t* roi = rois + 5 * k;
+  const acc_t b = roi[0];
+  if (!(b > acc_t(-1) && b < static_cast<acc_t>(pyr.batch))) return false;
+  const int64_t level = levels != nullptr ? levels[k] : 0;
+  if (level < 0 || level >= pyr.num_levels) return false;
+  r->level = static_cast<int>(level);
+  r->batch_index = static_cast<int64_t>(b);
+  r->geometry = roi_geometry(roi[1], roi[2], roi[3], roi[4], pyr.scale[r->level], pooled_h,
+                             pooled_w, sampling_ratio, aligned);
+  return true;
+}
+
+// Fills the block's shared taps if they fit. The decision depends on the RoI only, so it is the same
+// for every thread and the barrier is reached by all of them.
+template <typename acc_t>
+__device__ __forceinline__ bool fill_shared_taps(const RoIGeometry<acc_t>& g, int height, int width,
+                                                 int pooled_h, int pooled_w,
+                                                 AxisTap<acc_t>* y_taps, AxisTap<acc_t>* x_taps) {
+  const int64_t ny = static_cast<int64_t>(pooled_h) * g.grid_h;
+  const int64_t nx = static_cast<int64_t>(pooled_w) * g.grid_w;
+  if (ny > kMaxSharedTaps || nx > kMaxSharedTaps) return false;
+  for (int i = threadIdx.x; i < ny; i += blockDim.x) {
+    y_taps[i] = axis_tap(sample_coord(g.start_h, g.bin_h, g.grid_h, i / g.grid_h, i % g.grid_h),
+                         height);
+  }
+  for (int i = threadIdx.x; i < nx; i += blockDim.x) {
+    x_taps[i] = axis_tap(sample_coord(g.start_w, g.bin_w, g.grid_w, i / g.grid_w, i % g.grid_w),
+                         width);
+  }
+  __syncthreads();
+  return true;
+}
+
+// Calls visit(ty, tx) for every sample of bin (ph, pw) that lies inside the map, in torchvision's
+// order (iy outer, ix inner).
+template <typename acc_t, typename Visit>
+__device__ __forceinline__ void for_each_sample(const BlockRoI<acc_t>& r, int height, int width,
+                                                int ph, int pw, const AxisTap<acc_t>* y_taps,
+                                                const AxisTap<acc_t>* x_taps, Visit&& visit) {
+  const RoIGeometry<acc_t>& g = r.geometry;
+  if (r.taps_in_shared) {
+    for (int iy = 0; iy < g.grid_h; ++iy) {
+      const AxisTap<acc_t> ty = y_taps[ph * g.grid_h + iy];
+      if (ty.low < 0) continue;
+      for (int ix = 0; ix < g.grid_w; ++ix) {
+        const AxisTap<acc_t> tx = x_taps[pw * g.grid_w + ix];
+        if (tx.low < 0) continue;
+        visit(ty, tx);
+      }
+    }
+    return;
+  }
+  int y_first, y_last, x_first, x_last;
+  valid_sample_range(g.start_h, g.bin_h, g.grid_h, ph, height, &y_first, &y_last);
+  valid_sample_range(g.start_w, g.bin_w, g.grid_w, pw, width, &x_first, &x_last);
+  for (int iy = y_first; iy < y_last; ++iy) {
+    const AxisTap<acc_t> ty = axis_tap(sample_coord(g.start_h, g.bin_h, g.grid_h, ph, iy), height);
+    if (ty.low < 0) continue;
+    for (int ix = x_first; ix < x_last; ++ix) {
+      const AxisTap<acc_t> tx = axis_tap(sample_coord(g.start_w, g.bin_w, g.grid_w, pw, ix), width);
+      if (tx.low < 0) continue;
+      visit(ty, tx);
+    }
+  }
+}
+
+// Output chunk of block (k, blockIdx.y): channels [c0, c0 + cn) of RoI k, contiguous [cn, PH, PW].
+template <typename scalar_t, bool kChannelFastest>
+__global__ void __launch_bounds__(kThreads)
+    roi_align_forward_kernel(const FeaturePyramid<const scalar_t, at::opmath_type<scalar_t>> pyr,
+                             const at::opmath_type<scalar_t>* __restrict__ rois,
+                             const int64_t* __restrict__ levels, int pooled_h, int pooled_w,
+                             int sampling_ratio, bool aligned, int channels_per_block,
+                             scalar_t* __restrict__ out) {
+  using acc_t = at::opmath_type<scalar_t>;
+  __shared__ AxisTap<acc_t> y_taps[kMaxSharedTaps];
+  __shared__ AxisTap<acc_t> x_taps[kMaxSharedTaps];
+
+  const int64_t k = blockIdx.x;
+  const int64_t c0 = static_cast<int64_t>(blockIdx.y) * channels_per_block;
+  const int cn = static_cast<int>(
+      pyr.channels - c0 < channels_per_block ? pyr.channels - c0 : channels_per_block);
+  const int bins = pooled_h * pooled_w;
+  const int work = cn * bins;
+  scalar_t* out_chunk = out + (k * pyr.channels + c0) * bins;
+
+  BlockRoI<acc_t> r;
+  if (!read_roi(pyr, rois, levels, k, pooled_h, pooled_w, sampling_ratio, aligned, &r)) {
+    for (int i = threadIdx.x; i < work; i += blockDim.x) out_chunk[i] = scalar_t(0);
+    return;  // uniform across the block: no thread reaches the barrier below
+  }
+  const int height = pyr.height[r.level], width = pyr.width[r.level];
+  r.taps_in_shared = fill_shared_taps(r.geometry, height, width, pooled_h, pooled_w, y_taps, x_taps);
+  const acc_t count = forward_count(r.geometry);
+  const int64_t sy = pyr.stride_h[r.level], sx = pyr.stride_w[r.level];
+
+  for (int i = threadIdx.x; i < work; i += blockDim.x) {
+    const int c_local = kChannelFastest ? i % cn : i / bins;
+    const int bin = kChannelFastest ? i / cn : i % bins;
+    const scalar_t* plane = pyr.data[r.level] + pyr.plane_offset(r.level, r.batch_index, c0 + c_local);
+    acc_t sum = 0;
+    for_each_sample(r, height, width, bin / pooled_w, bin % pooled_w, y_taps, x_taps,
+                    [&](const AxisTap<acc_t>& ty, const AxisTap<acc_t>& tx) {
+                      const BilinearWeights<acc_t> w = bilinear_weights(ty, tx);
+                      const scalar_t* row_lo = plane + ty.low * sy;
+                      const scalar_t* row_hi = plane + ty.high * sy;
+                      sum += w.w1 * static_cast<acc_t>(row_lo[tx.low * sx]) +
+                             w.w2 * static_cast<acc_t>(row_lo[tx.high * sx]) +
+                             w.w3 * static_cast<acc_t>(row_hi[tx.low * sx]) +
+                             w.w4 * static_cast<acc_t>(row_hi[tx.high * sx]);
+                    });
+    out_chunk[c_local * bins + bin] = static_cast<scalar_t>(sum / count);
+  }
+}
+
+// Scatters grad [K, C, PH, PW] into per-level accumulators [N, C, H_l, W_l] (float or double) with
+// atomics, four per sample, as torchvision does.
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreads)
+    roi_align_backward_kernel(const scalar_t* __restrict__ grad,
+                              const at::opmath_type<scalar_t>* __restrict__ rois,
+                              const int64_t* __restrict__ levels,
+                              const FeaturePyramid<at::opmath_type<scalar_t>, at::opmath_type<scalar_t>> pyr,
+                              int pooled_h, int pooled_w, int sampling_ratio, bool aligned,
+                              int channels_per_block) {
+  using acc_t = at::opmath_type<scalar_t>;
+  __shared__ AxisTap<acc_t> y_taps[kMaxSharedTaps];
+  __shared__ AxisTap<acc_t> x_taps[kMaxSharedTaps];
+
+  const int64_t k = blockIdx.x;
+  const int64_t c0 = static_cast<int64_t>(blockIdx.y) * channels_per_block;
+  const int cn = static_cast<int>(
+      pyr.channels - c0 < channels_per_block ? pyr.channels - c0 : channels_per_block);
+  const int bins = pooled_h * pooled_w;
+  const int work = cn * bins;
+  const scalar_t* grad_chunk = grad + (k * pyr.channels + c0) * bins;
+
+  BlockRoI<acc_t> r;
+  if (!read_roi(pyr, rois, levels, k, pooled_h, pooled_w, sampling_ratio, aligned, &r)) return;
+  const int height = pyr.height[r.level], width = pyr.width[r.level];
+  r.taps_in_shared = fill_shared_taps(r.geometry, height, width, pooled_h, pooled_w, y_taps, x_taps);
+  const acc_t count = backward_count(r.geometry);
+  const int64_t sy = pyr.stride_h[r.level], sx = pyr.stride_w[r.level];
+
+  for (int i = threadIdx.x; i < work; i += blockDim.x) {
+    const acc_t g = static_cast<acc_t>(grad_chunk[i]);
+    if (g == acc_t(0)) continue;  // adds nothing; saves four atomics per sample
+    const int c_local = i / bins, bin = i % bins;
+    acc_t* plane = pyr.data[r.level] + pyr.plane_offset(r.level, r.batch_index, c0 + c_local);
+    for_each_sample(r, height, width, bin / pooled_w, bin % pooled_w, y_taps, x_taps,
+                    [&](const AxisTap<acc_t>& ty, const AxisTap<acc_t>& tx) {
+                      const BilinearWeights<acc_t> w = bilinear_weights(ty, tx);
+                      acc_t* row_lo = plane + ty.low * sy;
+                      acc_t* row_hi = plane + ty.high * sy;
+                      atomicAdd(row_lo + tx.low * sx, g * w.w1 / count);
+                      atomicAdd(row_lo + tx.high * sx, g * w.w2 / count);
+                      atomicAdd(row_hi + tx.low * sx, g * w.w3 / count);
+                      atomicAdd(row_hi + tx.high * sx, g * w.w4 / count);
+                    });
+  }
+}
+
+// Channels per block: enough outputs per block (~8 per thread) to amortise the tap setup, spread
+// evenly over the chunks.
+int channels_per_block(int64_t channels, int64_t bins) {
+  const int64_t target = std::max<int64_t>(1, (8 * kThreads) / bins);
+  const int64_t chunks = ceil_div(channels, target);
+  return static_cast<int>(ceil_div(channels, chunks));
+}
+
+bool all_channels_last(const std::vector<at::Tensor>& features) {
+  for (const at::Tensor& f : features) {
+    if (f.stride(1) != 1 || f.size(1) == 1) return false;
+  }
+  return true;
+}
+
+at::Tensor forward_cuda(const RoIAlignForwardArgs& a) {
+  const at::Tensor& first = a.features[0];
+  c10::cuda::CUDAGuard device_guard(first.device());
+  const int64_t num_rois = a.rois.size(0);
+  const int64_t channels = first.size(1);
+  at::Tensor output = at::empty({num_rois, channels, a.pooled_h, a.pooled_w}, first.options());
+  if (output.numel() == 0) return output;
+
+  const bool channel_fastest = all_channels_last(a.features);
+  const int cpb = channel_fastest ? static_cast<int>(std::min<int64_t>(channels, 128))
+                                  : channels_per_block(channels, a.pooled_h * a.pooled_w);
+  const dim3 grid(static_cast<unsigned>(num_rois), static_cast<unsigned>(ceil_div<int64_t>(channels, cpb)));
+  TORCH_CHECK(grid.y <= 65535, "roi_align: too many channels (", channels, ")");
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, first.scalar_type(), "roi_align_forward_cuda", [&] {
+        using acc_t = at::opmath_type<scalar_t>;
+        const auto pyramid = make_pyramid<const scalar_t, acc_t>(a.features, a.spatial_scales);
+        const acc_t* rois = a.rois.data_ptr<acc_t>();
+        const int64_t* levels = a.levels.defined() ? a.levels.data_ptr<int64_t>() : nullptr;
+        auto kernel = channel_fastest ? roi_align_forward_kernel<scalar_t, true>
+                                      : roi_align_forward_kernel<scalar_t, false>;
+        kernel<<<grid, kThreads, 0, stream>>>(pyramid, rois, levels, static_cast<int>(a.pooled_h),
+                                              static_cast<int>(a.pooled_w),
+                                              static_cast<int>(a.sampling_ratio), a.aligned, cpb,
+                                              output.data_ptr<scalar_t>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
+  return output;
+}
+
+std::vector<at::Tensor> backward_cuda(const char* op, const RoIAlignBackwardArgs& a) {
+  c10::cuda::CUDAGuard device_guard(a.grad.device());
+  at::globalContext().alertNotDeterministic(op);  // float atomics: summation order varies
+  const at::ScalarType grad_type = a.grad.scalar_type();
+  const at::ScalarType acc_type = accumulate_type(grad_type);
+  std::vector<at::Tensor> grads_acc;
+  for (size_t l = 0; l < a.heights.size(); ++l) {
+    grads_acc.push_back(at::zeros({a.batch_size, a.channels, a.heights[l], a.widths[l]},
+                                  a.grad.options().dtype(acc_type)));
+  }
+  const int64_t num_rois = a.rois.size(0);
+  if (num_rois > 0 && a.channels > 0 && a.batch_size > 0) {
+    const int cpb = channels_per_block(a.channels, a.pooled_h * a.pooled_w);
+    const dim3 grid(static_cast<unsigned>(num_rois),
+                    static_cast<unsigned>(ceil_div<int64_t>(a.channels, cpb)));
+    TORCH_CHECK(grid.y <= 65535, op, ": too many channels (", a.channels, ")");
+    cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_type, "roi_align_backward_cuda", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      const auto pyramid = make_pyramid<acc_t, acc_t>(grads_acc, a.spatial_scales);
+      const int64_t* levels = a.levels.defined() ? a.levels.data_ptr<int64_t>() : nullptr;
+      roi_align_backward_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(
+          a.grad.data_ptr<scalar_t>(), a.rois.data_ptr<acc_t>(), levels, pyramid,
+          static_cast<int>(a.pooled_h), static_cast<int>(a.pooled_w),
+          static_cast<int>(a.sampling_ratio), a.aligned, cpb);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
+  if (acc_type != grad_type) {
+    for (at::Tensor& g : grads_acc) g = g.to(grad_type);
+  }
+  return grads_acc;
+}
+
+at::Tensor roi_align_forward(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
+                             int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio,
+                             bool aligned) {
+  return forward_cuda(prepare_forward("roi_align", {input}, rois, std::nullopt, {spatial_scale},
+                                      pooled_h, pooled_w, sampling_ratio, aligned));
+}
+
+at::Tensor roi_align_backward(const at::Tensor& grad, const at::Tensor& rois, double spatial_scale,
+                              int64_t pooled_h, int64_t pooled_w, int64_t batch_size,
+                              int64_t channels, int64_t height, int64_t width,
+                              int64_t sampling_ratio, bool aligned) {
+  constexpr const char* op = "_roi_align_backward";
+  return backward_cuda(op, prepare_backward(op, grad, rois, std::nullopt, {spatial_scale}, pooled_h,
+                                            pooled_w, batch_size, channels, {height}, {width},
+                                            sampling_ratio, aligned))[0];
+}
+
+at::Tensor multi_scale_roi_align_forward(at::TensorList features, const at::Tensor& rois,
+                                         const at::Tensor& levels, at::ArrayRef<double> scales,
+                                         int64_t pooled_h, int64_t pooled_w,
+                                         int64_t sampling_ratio, bool aligned) {
+  return forward_cuda(prepare_forward("multi_scale_roi_align", features, rois, levels, scales,
+                                      pooled_h, pooled_w, sampling_ratio, aligned));
+}
+
+std::vector<at::Tensor> multi_scale_roi_align_backward(
+    const at::Tensor& grad, const at::Tensor& rois, const at::Tensor& levels,
+    at::ArrayRef<double> scales, int64_t pooled_h, int64_t pooled_w, int64_t batch_size,
+    int64_t channels, at::IntArrayRef heights, at::IntArrayRef widths, int64_t sampling_ratio,
+    bool aligned) {
+  constexpr const char* op = "_multi_scale_roi_align_backward";
+  return backward_cuda(op, prepare_backward(op, grad, rois, levels, scales, pooled_h, pooled_w,
+                                            batch_size, channels, heights, widths, sampling_ratio,
+                                            aligned));
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(roiops, CUDA, m) {
+  m.impl("roi_align", &roi_align_forward);
+  m.impl("_roi_align_backward", &roi_align_backward);
+  m.impl("multi_scale_roi_align", &multi_scale_roi_align_forward);
+  m.impl("_multi_scale_roi_align_backward", &multi_scale_roi_align_backward);
+}
+
+}  // namespace roiops

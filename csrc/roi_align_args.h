@@ -1,0 +1,74 @@
+// Argument checking and packing shared by the CPU and CUDA RoIAlign launchers (host code only).
+// Every user error becomes a Python exception whose message names the argument and what was
+// expected: ValueError for bad shapes/values, TypeError for dtypes, RuntimeError for devices.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/ArrayRef.h>
+
+#include <optional>
+#include <vector>
+
+#include "common/feature_pyramid.h"
+
+namespace roiops {
+
+// Dtype the math runs in: float for float16/bfloat16, else the input's own.
+at::ScalarType accumulate_type(at::ScalarType input_type);
+
+// A validated forward call: roi_align is the one-level case of multi_scale_roi_align.
+struct RoIAlignForwardArgs {
+  std::vector<at::Tensor> features;  // level l: [N, C, H_l, W_l], any strides
+  at::Tensor rois;                   // [K, 5], contiguous, accumulation dtype
+  at::Tensor levels;                 // [K] int64 contiguous, or undefined: every RoI on level 0
+  std::vector<double> spatial_scales;
+  int64_t pooled_h, pooled_w, sampling_ratio;
+  bool aligned;
+};
+
+RoIAlignForwardArgs prepare_forward(const char* op, at::TensorList features, const at::Tensor& rois,
+                                    const std::optional<at::Tensor>& levels,
+                                    at::ArrayRef<double> spatial_scales, int64_t pooled_h,
+                                    int64_t pooled_w, int64_t sampling_ratio, bool aligned);
+
+// A validated backward call; the gradient of level l is [N, C, heights[l], widths[l]].
+struct RoIAlignBackwardArgs {
+  at::Tensor grad;    // [K, C, PH, PW], contiguous
+  at::Tensor rois;    // as in the forward
+  at::Tensor levels;  // as in the forward
+  std::vector<double> spatial_scales;
+  int64_t pooled_h, pooled_w, sampling_ratio;
+  bool aligned;
+  int64_t batch_size, channels;
+  std::vector<int64_t> heights, widths;
+};
+
+RoIAlignBackwardArgs prepare_backward(const char* op, const at::Tensor& grad, const at::Tensor& rois,
+                                      const std::optional<at::Tensor>& levels,
+                                      at::ArrayRef<double> spatial_scales, int64_t pooled_h,
+                                      int64_t pooled_w, int64_t batch_size, int64_t channels,
+                                      at::IntArrayRef heights, at::IntArrayRef widths,
+                                      int64_t sampling_ratio, bool aligned);
+
+template <typename scalar_t, typename acc_t>
+FeaturePyramid<scalar_t, acc_t> make_pyramid(at::TensorList features,
+                                             at::ArrayRef<double> spatial_scales) {
+  FeaturePyramid<scalar_t, acc_t> p{};
+  p.num_levels = static_cast<int>(features.size());
+  p.batch = features[0].size(0);
+  p.channels = features[0].size(1);
+  for (int l = 0; l < p.num_levels; ++l) {
+    const at::Tensor& f = features[l];
+    p.data[l] = static_cast<scalar_t*>(f.data_ptr());
+    p.stride_n[l] = f.stride(0);
+    p.stride_c[l] = f.stride(1);
+    p.stride_h[l] = f.stride(2);
+    p.stride_w[l] = f.stride(3);
+    p.height[l] = static_cast<int>(f.size(2));
+    p.width[l] = static_cast<int>(f.size(3));
+    p.scale[l] = static_cast<acc_t>(spatial_scales[l]);
+  }
+  return p;
+}
+
+}  // namespace roiops

@@ -1,0 +1,78 @@
+// Every roiops schema, in one place. Backends register kernels in csrc/cpu/ and csrc/cuda/; fake
+// kernels and autograd are registered from Python (roiops/_meta.py, roiops/_autograd.py).
+//
+// The shared object is also a (module-less) Python extension so that `import roiops._C` loads it
+// and runs the registrations below; there is no pybind11 and no Python-visible function.
+
+#include <Python.h>
+#include <torch/library.h>
+
+#include <string>
+
+#ifndef ROIOPS_TORCH_VERSION
+#define ROIOPS_TORCH_VERSION "unknown"
+#endif
+
+namespace roiops {
+
+// "torch=<version built against>;cuda=<0|1>" -- lets roiops.build_info() and CI tell whether the
+// CUDA kernels were compiled in.
+static std::string build_info() {
+#ifdef ROIOPS_WITH_CUDA
+  const char* cuda = "1";
+#else
+  const char* cuda = "0";
+#endif
+  return std::string("torch=") + ROIOPS_TORCH_VERSION + ";cuda=" + cuda;
+}
+
+TORCH_LIBRARY(roiops, m) {
+  // RoIAlign (Mask R-CNN), torchvision's schema. rois: [K, 5] (batch_index, x1, y1, x2, y2).
+  m.def(
+      "roi_align(Tensor input, Tensor rois, float spatial_scale, SymInt pooled_height, "
+      "SymInt pooled_width, int sampling_ratio, bool aligned) -> Tensor");
+  m.def(
+      "_roi_align_backward(Tensor grad, Tensor rois, float spatial_scale, SymInt pooled_height, "
+      "SymInt pooled_width, SymInt batch_size, SymInt channels, SymInt height, SymInt width, "
+      "int sampling_ratio, bool aligned) -> Tensor");
+
+  // RoIAlign over several feature maps at once: RoI k is pooled from features[levels[k]] with
+  // spatial_scales[levels[k]]. One launch for all levels and images; rows stay in input order.
+  m.def(
+      "multi_scale_roi_align(Tensor[] features, Tensor rois, Tensor levels, float[] spatial_scales, "
+      "SymInt pooled_height, SymInt pooled_width, int sampling_ratio, bool aligned) -> Tensor");
+  m.def(
+      "_multi_scale_roi_align_backward(Tensor grad, Tensor rois, Tensor levels, "
+      "float[] spatial_scales, SymInt pooled_height, SymInt pooled_width, SymInt batch_size, "
+      "SymInt channels, SymInt[] heights, SymInt[] widths, int sampling_ratio, bool aligned) "
+      "-> Tensor[]");
+
+  m.def("_build_info() -> str", &build_info);
+}
+
+#ifndef ROIOPS_WITH_CUDA
+// Built without the CUDA kernels: CUDA tensors get a sentence with the fix instead of the
+// dispatcher's list of backends.
+static void cuda_not_built(const c10::OperatorHandle& op, torch::jit::Stack*) {
+  TORCH_CHECK(false, op.schema().name(),
+              ": roiops was built without its CUDA kernels (no nvcc or a CPU-only torch at build "
+              "time); rebuild with the CUDA toolkit present: ROIOPS_CUDA=1 pip install .");
+}
+
+TORCH_LIBRARY_IMPL(roiops, CUDA, m) {
+  for (const char* name : {"roi_align", "_roi_align_backward", "multi_scale_roi_align",
+                           "_multi_scale_roi_align_backward"}) {
+    m.impl(name, torch::CppFunction::makeFromBoxedFunction<&cuda_not_built>());
+  }
+}
+#endif
+
+}  // namespace roiops
+
+extern "C" {
+// `import roiops._C` needs a module init function; the module itself is empty.
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+}
