@@ -1,0 +1,33 @@
+# The two set-up commands of the README:
+#   make bench   create .venv (torch 2.13.0 + torchvision 0.28.0), `pip install .`, print the CPU ratio table
+#   make test    same environment, run the test suite
+# Only python3 (and nvcc, for the CUDA kernels) must exist beforehand.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# --isolated: ignore this machine's pip settings, which point at a CPU-only torch wheel that cannot load
+# torchvision; the registry's default torch 2.13.0 build (CUDA 13.0) runs fine on a CPU.
+PIP_DEPS := $(PY) -m pip install --isolated --quiet
+SOURCES := setup.py pyproject.toml $(shell find csrc roiops -type f -not -name '*.pyc' -not -name '*.so')
+
+.PHONY: bench test install clean
+
+bench: $(VENV)/.roiops-installed
+	$(PY) benchmarks/compare.py --device cpu
+
+test: $(VENV)/.roiops-installed
+	$(VENV)/bin/pytest tests
+
+install: $(VENV)/.roiops-installed
+
+$(VENV)/.deps:
+	python3 -m venv $(VENV)
+	$(PIP_DEPS) torch==2.13.0 torchvision==0.28.0 ninja numpy pytest pytest-benchmark
+	touch $@
+
+$(VENV)/.roiops-installed: $(VENV)/.deps $(SOURCES)
+	$(PY) -m pip install .
+	touch $@
+
+clean:
+	rm -rf build $(VENV) *.egg-info

@@ -1,0 +1,31 @@
+"""pytest-benchmark timings of roiops and torchvision on the cases of cases.py.
+
+    pytest benchmarks/ --benchmark-group-by=group          # CPU, and CUDA when present
+Results are grouped per case so each group shows roiops beside torchvision; compare.py prints the
+ratio table from the same cases.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from cases import CASES
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("impl", ["roiops", "torchvision"])
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_benchmark(benchmark, case, device, impl):
+    prepared = case.prepare(torch.device(device), torch.float32)
+    fn = prepared.ours if impl == "roiops" else prepared.theirs
+
+    def call():
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    benchmark.group = f"{case.name} [{device}]"
+    benchmark.extra_info["bytes_moved"] = prepared.bytes_moved
+    benchmark.pedantic(call, rounds=3 if device == "cpu" else 50, warmup_rounds=1)
