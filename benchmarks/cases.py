@@ -95,9 +95,58 @@ def roi_align_case(num_rois: int, output: int, backward: bool) -> Callable[[torc
     return prepare
 
 
+def multi_scale_case(rois_per_image: int, output: int, backward: bool) -> Callable[[torch.device, torch.dtype], Prepared]:
+    """Mask R-CNN's box_roi_pool / mask_roi_pool: 2 images, P2-P5, MultiScaleRoIAlign, sampling 2."""
+
+    def prepare(device: torch.device, dtype: torch.dtype) -> Prepared:
+        g = torch.Generator().manual_seed(1)
+        names = ["0", "1", "2", "3"]
+        feats = {
+            n: torch.randn(2, CHANNELS, IMAGE_H >> (2 + i), IMAGE_W >> (2 + i), generator=g).to(device, dtype)
+            for i, n in enumerate(names)
+        }
+        rois = proposals(2 * rois_per_image, 2, g)
+        boxes = [rois[rois[:, 0] == i, 1:].to(device, dtype) for i in range(2)]
+        sizes = [(IMAGE_H, 1333), (IMAGE_H, 1333)]
+        ours_m = roiops.MultiScaleRoIAlign(names, output, 2)
+        theirs_m = torchvision.ops.MultiScaleRoIAlign(names, output, 2)
+        itemsize = torch.tensor([], dtype=dtype).element_size()
+        out_bytes = 2 * rois_per_image * CHANNELS * output * output * itemsize
+        levels = roiops.assign_levels(rois, 2, 5)
+        in_bytes = sum(
+            touched_bytes(rois[levels == lv], 1 / 2 ** (2 + lv), f.shape[2], f.shape[3], CHANNELS, itemsize)
+            for lv, f in enumerate(feats.values())
+            if bool((levels == lv).any())
+        )
+        if not backward:
+            return Prepared(
+                ours=lambda: ours_m(feats, boxes, sizes),
+                theirs=lambda: theirs_m(feats, boxes, sizes),
+                bytes_moved=out_bytes + in_bytes,
+            )
+        leaves = {k: v.clone().requires_grad_() for k, v in feats.items()}
+        grad = torch.randn(2 * rois_per_image, CHANNELS, output, output, generator=g).to(device, dtype)
+        full_maps = sum(f.numel() for f in feats.values()) * itemsize
+
+        def run(module):
+            def step():
+                for v in leaves.values():
+                    v.grad = None
+                module(leaves, boxes, sizes).backward(grad)
+            return step
+
+        return Prepared(ours=run(ours_m), theirs=run(theirs_m), bytes_moved=2 * (out_bytes + in_bytes) + full_maps)
+
+    return prepare
+
+
 CASES = [
     Case("roi_align fwd, box head (1000 RoIs, 7x7, P2)", roi_align_case(1000, 7, backward=False)),
     Case("roi_align fwd, mask head (100 RoIs, 14x14, P2)", roi_align_case(100, 14, backward=False)),
     Case("roi_align fwd+bwd, box head (1000 RoIs, 7x7, P2)", roi_align_case(1000, 7, backward=True)),
     Case("roi_align fwd+bwd, mask head (100 RoIs, 14x14, P2)", roi_align_case(100, 14, backward=True)),
+    Case("MultiScaleRoIAlign fwd, box head (2x1000, 7x7, P2-P5)", multi_scale_case(1000, 7, backward=False)),
+    Case("MultiScaleRoIAlign fwd, mask head (2x100, 14x14)", multi_scale_case(100, 14, backward=False)),
+    Case("MultiScaleRoIAlign fwd+bwd, box head (2x1000, 7x7)", multi_scale_case(1000, 7, backward=True)),
+    Case("MultiScaleRoIAlign fwd+bwd, mask head (2x100, 14x14)", multi_scale_case(100, 14, backward=True)),
 ]

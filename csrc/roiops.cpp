@@ -47,6 +47,11 @@ TORCH_LIBRARY(roiops, m) {
       "SymInt channels, SymInt[] heights, SymInt[] widths, int sampling_ratio, bool aligned) "
       "-> Tensor[]");
 
+  // FPN level of each box (Lin et al. 2017, eq. 1), relative to k_min; -1 for a NaN/negative area.
+  m.def(
+      "assign_levels(Tensor boxes, int k_min, int k_max, float canonical_scale, "
+      "float canonical_level, float eps) -> Tensor");
+
   m.def("_build_info() -> str", &build_info);
 }
 
@@ -61,7 +66,7 @@ static void cuda_not_built(const c10::OperatorHandle& op, torch::jit::Stack*) {
 
 TORCH_LIBRARY_IMPL(roiops, CUDA, m) {
   for (const char* name : {"roi_align", "_roi_align_backward", "multi_scale_roi_align",
-                           "_multi_scale_roi_align_backward"}) {
+                           "_multi_scale_roi_align_backward", "assign_levels"}) {
     m.impl(name, torch::CppFunction::makeFromBoxedFunction<&cuda_not_built>());
   }
 }

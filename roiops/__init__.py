@@ -11,8 +11,25 @@ _extension.load()
 
 from . import _autograd, _meta  # noqa: E402,F401  (registrations)
 from ._extension import build_info  # noqa: E402
-from .ops import RoIAlign, roi_align  # noqa: E402
+from .ops import (  # noqa: E402
+    MultiScaleRoIAlign,
+    RoIAlign,
+    RoIAlignSamplePoints,
+    assign_levels,
+    multi_scale_roi_align,
+    roi_align,
+    roi_align_sample_points,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["RoIAlign", "build_info", "roi_align"]
+__all__ = [
+    "MultiScaleRoIAlign",
+    "RoIAlign",
+    "RoIAlignSamplePoints",
+    "assign_levels",
+    "build_info",
+    "multi_scale_roi_align",
+    "roi_align",
+    "roi_align_sample_points",
+]

@@ -41,3 +41,12 @@ def _multi_scale_roi_align_backward(
     sampling_ratio, aligned,
 ):
     return [grad.new_empty((batch_size, channels, h, w)) for h, w in zip(heights, widths)]
+
+
+@torch.library.register_fake("roiops::assign_levels")
+def _assign_levels(boxes, k_min, k_max, canonical_scale, canonical_level, eps):
+    torch._check(
+        boxes.dim() == 2 and boxes.size(1) in (4, 5),
+        lambda: f"boxes must be [K, 4] or [K, 5], got shape {tuple(boxes.shape)}",
+    )
+    return boxes.new_empty((boxes.size(0),), dtype=torch.int64)

@@ -12,6 +12,8 @@
 //    samples contribute exactly 0 in torchvision too, so results are unchanged.
 #pragma once
 
+#include <math.h>
+
 #include <cstdint>
 
 #include "macros.h"
@@ -42,6 +44,7 @@ struct RoIGeometry {
 template <typename T>
 ROIOPS_HOST_DEVICE ROIOPS_INLINE int sampling_grid(int sampling_ratio, T roi_extent, int pooled) {
   if (sampling_ratio > 0) return sampling_ratio;
+  // ceil of a float is exact in float or double alike, so the C ceil(double) is fine here.
   const T grid = ceil(roi_extent / static_cast<T>(pooled));
   if (!(grid > T(0))) return 0;
   return grid < static_cast<T>(kMaxAdaptiveGrid) ? static_cast<int>(grid) : kMaxAdaptiveGrid;

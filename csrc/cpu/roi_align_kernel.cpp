@@ -13,6 +13,7 @@
 
 #include <vector>
 
+#include "../common/level_math.h"
 #include "../common/roi_align_math.h"
 #include "../roi_align_args.h"
 
@@ -90,8 +91,9 @@ void check_indices(const char* op, const acc_t* rois, const int64_t* levels, int
                       ", 0] = ", b, " is not a batch index of the input (batch size ", batch,
                       ")");
     if (levels != nullptr) {
-      TORCH_CHECK_VALUE(levels[k] >= 0 && levels[k] < num_levels, op, ": levels[", k, "] = ",
-                        levels[k], " is not a level index; expected [0, ", num_levels, ")");
+      TORCH_CHECK_VALUE(levels[k] >= level_math::kNoLevel && levels[k] < num_levels, op,
+                        ": levels[", k, "] = ", levels[k], " is not a level index; expected [0, ",
+                        num_levels, ") or -1 (no level: zero row)");
     }
   }
 }
@@ -109,6 +111,7 @@ at::Tensor forward_cpu(const char* op, RoIAlignForwardArgs a) {
   const int64_t num_rois = a.rois.size(0);
   const int64_t channels = first.size(1);
   const int64_t bins = a.pooled_h * a.pooled_w;
+  // Zero-filled: RoIs without a level (-1) keep a zero row.
   at::Tensor output = at::zeros({num_rois, channels, a.pooled_h, a.pooled_w}, first.options());
   if (output.numel() == 0) return output;
 
@@ -126,6 +129,7 @@ at::Tensor forward_cpu(const char* op, RoIAlignForwardArgs a) {
           for (int64_t k = begin; k < end; ++k) {
             const acc_t* roi = rois + 5 * k;
             const int level = levels != nullptr ? static_cast<int>(levels[k]) : 0;
+            if (level == level_math::kNoLevel) continue;  // the row stays zero
             const int64_t b = static_cast<int64_t>(roi[0]);
             const RoIGeometry<acc_t> g = geometry_of(roi, pyramid.scale[level], a.pooled_h,
                                                      a.pooled_w, a.sampling_ratio, a.aligned);
@@ -183,6 +187,7 @@ std::vector<at::Tensor> backward_cpu(const char* op, const RoIAlignBackwardArgs&
             for (int64_t k = 0; k < num_rois; ++k) {
               const acc_t* roi = rois + 5 * k;
               const int level = levels != nullptr ? static_cast<int>(levels[k]) : 0;
+              if (level == level_math::kNoLevel) continue;
               const int64_t b = static_cast<int64_t>(roi[0]);
               const RoIGeometry<acc_t> g = geometry_of(roi, pyramid.scale[level], a.pooled_h,
                                                        a.pooled_w, a.sampling_ratio, a.aligned);

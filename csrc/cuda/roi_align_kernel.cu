@@ -12,8 +12,9 @@
 // A RoI whose grid would not fit in shared memory (huge box, adaptive grid) computes taps per thread,
 // visiting only the samples inside the map (bisection, see roi_align_math.h).
 //
-// A batch index outside [0, N) or a level index outside [0, L) gives a zero output row and no
-// gradient: checking on the host would cost a device sync, and no memory outside the maps is touched.
+// A batch index outside [0, N) or a level index outside [0, L) -- such as assign_levels' -1 for a box
+// with no defined level -- gives a zero output row and no gradient: checking on the host would cost a
+// device sync, and no memory outside the maps is touched.
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor, nn
 
@@ -62,3 +64,94 @@ class RoIAlign(nn.Module):
             f"{self.__class__.__name__}(output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
             f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned})"
         )
+
+
+class RoIAlignSamplePoints(NamedTuple):
+    """Where roi_align looks, per box. Coordinates are image pixels unless named ``feature_*``.
+
+    bins:       Tensor[K, PH, PW, 4] (x1, y1, x2, y2) image region of each output cell.
+    sample_x:   Tensor[K, PW, G_w] image x of each sample column of each bin column.
+    sample_y:   Tensor[K, PH, G_h] image y of each sample row of each bin row.
+    feature_x, feature_y: the same samples in feature-map pixels, exactly as the op computes them.
+    grid_w, grid_h: Tensor[K] int64, samples per bin and axis; entries past a box's grid are NaN
+        (the adaptive grid differs from box to box).
+    A sample (y, x) is bilinearly interpolated from the four pixels around it; samples outside
+    [-1, size] on the feature map read as 0.
+    """
+
+    bins: Tensor
+    sample_x: Tensor
+    sample_y: Tensor
+    feature_x: Tensor
+    feature_y: Tensor
+    grid_w: Tensor
+    grid_h: Tensor
+
+
+def _axis_samples(start: Tensor, extent: Tensor, pooled: int, sampling_ratio: int):
+    """Sample coordinates along one axis, [K, pooled, G], with roi_align's operation order."""
+    bin_size = extent / pooled
+    if sampling_ratio > 0:
+        grid = torch.full_like(extent, sampling_ratio, dtype=torch.int64)
+    else:
+        grid = torch.nan_to_num(torch.ceil(extent / pooled), nan=0.0).clamp(min=0).to(torch.int64)
+    g_max = int(grid.max()) if grid.numel() else 0
+    if g_max > 4096:
+        raise ValueError(f"a box needs {g_max} samples per bin axis; pass a sampling_ratio to inspect it")
+    p = torch.arange(pooled, dtype=start.dtype, device=start.device).view(1, -1, 1)
+    i = torch.arange(g_max, dtype=start.dtype, device=start.device).view(1, 1, -1)
+    s, b, g = start.view(-1, 1, 1), bin_size.view(-1, 1, 1), grid.view(-1, 1, 1)
+    coords = s + p * b + (i + 0.5) * b / g.to(start.dtype)
+    return coords.masked_fill(i >= g, float("nan")), grid, bin_size
+
+
+def roi_align_sample_points(
+    boxes: Tensor | list[Tensor],
+    output_size: int | tuple[int, int],
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+) -> RoIAlignSamplePoints:
+    """The image region of every output cell of :func:`roi_align` and the points it samples there.
+
+    Answers "which part of the image did pooled cell (ph, pw) -- or mask pixel (i, j) of a 28x28 mask
+    head -- come from?". The feature coordinates are computed with the op's own arithmetic (in the
+    boxes' dtype), so they are exactly where the op samples; image coordinates undo the scale and the
+    half-pixel shift of ``aligned``: image = (feature + offset) / spatial_scale.
+    """
+    ph, pw = pair(output_size)
+    rois = as_rois(boxes)
+    offset = 0.5 if aligned else 0.0
+    scale = rois.new_tensor(spatial_scale)
+    start_w = rois[:, 1] * scale - offset
+    start_h = rois[:, 2] * scale - offset
+    extent_w = (rois[:, 3] * scale - offset) - start_w
+    extent_h = (rois[:, 4] * scale - offset) - start_h
+    if not aligned:  # roi_align keeps boxes at least one pixel wide (NaN stays NaN)
+        extent_w = torch.where(extent_w < 1, torch.ones_like(extent_w), extent_w)
+        extent_h = torch.where(extent_h < 1, torch.ones_like(extent_h), extent_h)
+    feature_x, grid_w, bin_w = _axis_samples(start_w, extent_w, pw, sampling_ratio)
+    feature_y, grid_h, bin_h = _axis_samples(start_h, extent_h, ph, sampling_ratio)
+
+    def to_image(c: Tensor) -> Tensor:
+        return (c + offset) / scale
+
+    cols = torch.arange(pw + 1, dtype=rois.dtype, device=rois.device)
+    rows = torch.arange(ph + 1, dtype=rois.dtype, device=rois.device)
+    edge_x = to_image(start_w[:, None] + cols * bin_w[:, None])  # [K, PW + 1]
+    edge_y = to_image(start_h[:, None] + rows * bin_h[:, None])  # [K, PH + 1]
+    bins = torch.stack(
+        torch.broadcast_tensors(
+            edge_x[:, None, :-1], edge_y[:, :-1, None], edge_x[:, None, 1:], edge_y[:, 1:, None]
+        ),
+        dim=-1,
+    )
+    return RoIAlignSamplePoints(
+        bins=bins,
+        sample_x=to_image(feature_x),
+        sample_y=to_image(feature_y),
+        feature_x=feature_x,
+        feature_y=feature_y,
+        grid_w=grid_w,
+        grid_h=grid_h,
+    )
