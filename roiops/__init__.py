@@ -12,11 +12,20 @@ _extension.load()
 from . import _autograd, _meta  # noqa: E402,F401  (registrations)
 from ._extension import build_info  # noqa: E402
 from .ops import (  # noqa: E402
+    AnchorGenerator,
+    BoxCoder,
     MultiScaleRoIAlign,
     RoIAlign,
     RoIAlignSamplePoints,
     assign_levels,
+    batched_nms,
+    batched_nms_padded,
+    box_iou,
+    decode_boxes,
+    decode_clip_boxes,
+    encode_boxes,
     multi_scale_roi_align,
+    nms,
     roi_align,
     roi_align_sample_points,
 )
@@ -24,12 +33,21 @@ from .ops import (  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnchorGenerator",
+    "BoxCoder",
     "MultiScaleRoIAlign",
     "RoIAlign",
     "RoIAlignSamplePoints",
     "assign_levels",
+    "batched_nms",
+    "batched_nms_padded",
+    "box_iou",
     "build_info",
+    "decode_boxes",
+    "decode_clip_boxes",
+    "encode_boxes",
     "multi_scale_roi_align",
+    "nms",
     "roi_align",
     "roi_align_sample_points",
 ]

@@ -50,3 +50,59 @@ def _assign_levels(boxes, k_min, k_max, canonical_scale, canonical_level, eps):
         lambda: f"boxes must be [K, 4] or [K, 5], got shape {tuple(boxes.shape)}",
     )
     return boxes.new_empty((boxes.size(0),), dtype=torch.int64)
+
+
+def _kept_indices(boxes):
+    # The number of kept boxes is data-dependent.
+    return boxes.new_empty((torch.library.get_ctx().new_dynamic_size(),), dtype=torch.int64)
+
+
+@torch.library.register_fake("roiops::nms")
+def _nms(boxes, scores, iou_threshold):
+    return _kept_indices(boxes)
+
+
+@torch.library.register_fake("roiops::batched_nms")
+def _batched_nms(boxes, scores, idxs, iou_threshold):
+    return _kept_indices(boxes)
+
+
+@torch.library.register_fake("roiops::batched_nms_padded")
+def _batched_nms_padded(boxes, scores, idxs, iou_threshold, max_output):
+    torch._check(boxes.dim() == 3, lambda: f"boxes must be [B, N, 4], got shape {tuple(boxes.shape)}")
+    return (
+        boxes.new_empty((boxes.size(0), max_output), dtype=torch.int64),
+        boxes.new_empty((boxes.size(0),), dtype=torch.int64),
+    )
+
+
+@torch.library.register_fake("roiops::_nms_greedy")
+def _nms_greedy(boxes, classes, iou_threshold, max_keep):
+    return boxes.new_empty((boxes.size(0), boxes.size(1)), dtype=torch.bool)
+
+
+@torch.library.register_fake("roiops::decode_boxes")
+def _decode_boxes(rel_codes, boxes, weights, bbox_xform_clip):
+    return torch.empty_like(rel_codes, memory_format=torch.contiguous_format)
+
+
+@torch.library.register_fake("roiops::decode_clip_boxes")
+def _decode_clip_boxes(rel_codes, boxes, weights, bbox_xform_clip, image_height, image_width, min_size):
+    keep = rel_codes.new_empty((rel_codes.size(0), rel_codes.size(1) // 4), dtype=torch.bool)
+    return torch.empty_like(rel_codes, memory_format=torch.contiguous_format), keep
+
+
+@torch.library.register_fake("roiops::encode_boxes")
+def _encode_boxes(reference_boxes, proposals, weights):
+    return reference_boxes.new_empty((reference_boxes.size(0), 4))
+
+
+@torch.library.register_fake("roiops::box_iou")
+def _box_iou(boxes1, boxes2):
+    return boxes1.new_empty((boxes1.size(0), boxes2.size(0)))
+
+
+@torch.library.register_fake("roiops::grid_anchors")
+def _grid_anchors(cell_anchors, anchors_per_level, grid_heights, grid_widths, stride_heights, stride_widths, num_images):
+    rows = sum(h * w * a for h, w, a in zip(grid_heights, grid_widths, anchors_per_level))
+    return cell_anchors.new_empty((num_images, rows, 4))

@@ -1,0 +1,84 @@
+// Greedy NMS on the CPU: each (row, class) segment of the class-grouped, score-sorted boxes is
+// suppressed independently, segments in parallel. Within a segment this is torchvision's CPU loop.
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <optional>
+#include <vector>
+
+#include "../common/box_math.h"
+#include "../nms_args.h"
+
+namespace roiops {
+namespace {
+
+struct Segment {
+  int64_t begin, end;  // flat positions in [B * N)
+};
+
+template <typename T>
+void suppress_segment(const T* boxes, const Segment& s, double threshold, int64_t max_keep,
+                      bool* keep, std::vector<T>& areas, std::vector<char>& suppressed) {
+  const int64_t n = s.end - s.begin;
+  const T* seg = boxes + 4 * s.begin;
+  areas.resize(n);
+  suppressed.assign(n, 0);
+  for (int64_t i = 0; i < n; ++i) areas[i] = box_math::box_area(seg + 4 * i);
+  int64_t kept = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (suppressed[i]) continue;
+    if (max_keep >= 0 && kept == max_keep) break;  // early stop: enough survivors
+    keep[s.begin + i] = true;
+    ++kept;
+    for (int64_t j = i + 1; j < n; ++j) {
+      if (!suppressed[j] &&
+          box_math::iou_above(seg + 4 * i, areas[i], seg + 4 * j, areas[j], threshold)) {
+        suppressed[j] = 1;
+      }
+    }
+  }
+}
+
+at::Tensor nms_greedy_cpu(const at::Tensor& boxes, const std::optional<at::Tensor>& classes,
+                          double iou_threshold, int64_t max_keep) {
+  const at::Tensor cls = check_nms_greedy_args(boxes, classes);
+  const int64_t rows = boxes.size(0), n = boxes.size(1);
+  at::Tensor keep = at::zeros({rows, n}, boxes.options().dtype(at::kBool));
+  if (keep.numel() == 0) return keep;
+
+  // Segments: runs of one class within a row; negative classes are padding and get none.
+  std::vector<Segment> segments;
+  const int64_t* c = cls.defined() ? cls.data_ptr<int64_t>() : nullptr;
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t begin = r * n;
+    for (int64_t p = r * n + 1; p <= (r + 1) * n; ++p) {
+      if (p < (r + 1) * n && (c == nullptr || c[p] == c[p - 1])) continue;
+      if (c == nullptr || c[begin] >= 0) segments.push_back({begin, p});
+      begin = p;
+    }
+  }
+
+  AT_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "nms_greedy_cpu", [&] {
+    const scalar_t* b = boxes.data_ptr<scalar_t>();
+    bool* k = keep.data_ptr<bool>();
+    at::parallel_for(0, static_cast<int64_t>(segments.size()), 1, [&](int64_t lo, int64_t hi) {
+      std::vector<scalar_t> areas;
+      std::vector<char> suppressed;
+      for (int64_t s = lo; s < hi; ++s) {
+        suppress_segment(b, segments[s], iou_threshold, max_keep, k, areas, suppressed);
+      }
+    });
+  });
+  return keep;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(roiops, CPU, m) {
+  m.impl("_nms_greedy", &nms_greedy_cpu);
+}
+
+}  // namespace roiops

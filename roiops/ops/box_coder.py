@@ -1,0 +1,105 @@
+"""Box coding (Faster R-CNN parametrisation) with torchvision's BoxCoder API and numerics."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+DEFAULT_XFORM_CLIP = math.log(1000.0 / 16)  # caps exp(dw) so a box grows at most 62.5x per decode
+
+
+def _compute_dtype(t: Tensor) -> torch.dtype:
+    # Half precision is decoded in float32 (and rounded back): torchvision computes in half.
+    return torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else t.dtype
+
+
+def decode_boxes(
+    rel_codes: Tensor,
+    boxes: Tensor,
+    weights: tuple[float, float, float, float],
+    bbox_xform_clip: float = DEFAULT_XFORM_CLIP,
+) -> Tensor:
+    """Applies deltas to reference boxes (torchvision BoxCoder.decode_single), fused in one pass.
+
+    Args:
+        rel_codes: Tensor[N, 4k] of (dx, dy, dw, dh) per class.
+        boxes: Tensor[N, 4] reference boxes (x1, y1, x2, y2); converted to rel_codes' dtype.
+        weights: (wx, wy, ww, wh): (1, 1, 1, 1) for the RPN, (10, 10, 5, 5) for the box head.
+
+    Returns:
+        Tensor[N, 4k] decoded boxes.
+    """
+    dtype = _compute_dtype(rel_codes)
+    out = torch.ops.roiops.decode_boxes.default(
+        rel_codes.to(dtype), boxes.to(dtype), [float(w) for w in weights], float(bbox_xform_clip)
+    )
+    return out.to(rel_codes.dtype)
+
+
+def decode_clip_boxes(
+    rel_codes: Tensor,
+    boxes: Tensor,
+    weights: tuple[float, float, float, float],
+    image_size: tuple[int, int],
+    min_size: float = 1e-3,
+    bbox_xform_clip: float = DEFAULT_XFORM_CLIP,
+) -> tuple[Tensor, Tensor]:
+    """decode_boxes fused with the RPN's clip_boxes_to_image and remove_small_boxes test.
+
+    Returns:
+        (boxes Tensor[N, 4k] clipped to ``image_size`` = (height, width),
+         keep Tensor[N, k] bool: both sides >= ``min_size``).
+    """
+    dtype = _compute_dtype(rel_codes)
+    out, keep = torch.ops.roiops.decode_clip_boxes.default(
+        rel_codes.to(dtype), boxes.to(dtype), [float(w) for w in weights], float(bbox_xform_clip),
+        int(image_size[0]), int(image_size[1]), float(min_size),
+    )
+    return out.to(rel_codes.dtype), keep
+
+
+def encode_boxes(reference_boxes: Tensor, proposals: Tensor, weights: tuple[float, float, float, float]) -> Tensor:
+    """Deltas that turn ``proposals`` into ``reference_boxes`` (torchvision BoxCoder.encode_single).
+
+    Args:
+        reference_boxes: Tensor[N, 4] targets (e.g. matched ground truth); proposals: Tensor[N, 4].
+
+    Returns:
+        Tensor[N, 4] of (dx, dy, dw, dh) in reference_boxes' dtype.
+    """
+    dtype = _compute_dtype(reference_boxes)
+    out = torch.ops.roiops.encode_boxes.default(
+        reference_boxes.to(dtype), proposals.to(dtype), [float(w) for w in weights]
+    )
+    return out.to(reference_boxes.dtype)
+
+
+class BoxCoder:
+    """Drop-in for torchvision.models.detection._utils.BoxCoder."""
+
+    def __init__(self, weights: tuple[float, float, float, float], bbox_xform_clip: float = DEFAULT_XFORM_CLIP) -> None:
+        self.weights = weights
+        self.bbox_xform_clip = bbox_xform_clip
+
+    def encode(self, reference_boxes: list[Tensor], proposals: list[Tensor]) -> tuple[Tensor, ...]:
+        boxes_per_image = [len(b) for b in reference_boxes]
+        targets = self.encode_single(torch.cat(reference_boxes, dim=0), torch.cat(proposals, dim=0))
+        return targets.split(boxes_per_image, 0)
+
+    def encode_single(self, reference_boxes: Tensor, proposals: Tensor) -> Tensor:
+        return encode_boxes(reference_boxes, proposals, self.weights)
+
+    def decode(self, rel_codes: Tensor, boxes: list[Tensor]) -> Tensor:
+        if not isinstance(boxes, (list, tuple)):
+            raise TypeError(f"boxes must be a list of per-image Tensor[L, 4], got {type(boxes).__name__}")
+        box_sum = sum(b.size(0) for b in boxes)
+        concat = torch.cat(list(boxes), dim=0)
+        if box_sum > 0:
+            rel_codes = rel_codes.reshape(box_sum, -1)
+        pred = self.decode_single(rel_codes, concat)
+        return pred.reshape(box_sum, -1, 4) if box_sum > 0 else pred
+
+    def decode_single(self, rel_codes: Tensor, boxes: Tensor) -> Tensor:
+        return decode_boxes(rel_codes, boxes, self.weights, self.bbox_xform_clip)
