@@ -140,6 +140,67 @@ def multi_scale_case(rois_per_image: int, output: int, backward: bool) -> Callab
     return prepare
 
 
+def clustered_proposals(num: int, generator: torch.Generator) -> torch.Tensor:
+    """[num, 4] boxes in groups around objects, like detector outputs before NMS."""
+    g = generator
+    objects = proposals(max(num // 25, 1), 1, g)[:, 1:]
+    pick = torch.randint(0, objects.size(0), (num,), generator=g)
+    size = (objects[pick, 2:] - objects[pick, :2]).clamp(min=8)
+    jitter = torch.randn(num, 4, generator=g) * size.repeat(1, 2) * 0.08
+    return objects[pick] + jitter
+
+
+def rpn_nms_case(device: torch.device, dtype: torch.dtype) -> Prepared:
+    """RPN proposal filtering: 2 images, top-1000 of P2-P5 + 819 of P6 per image, NMS 0.7, keep 1000."""
+    g = torch.Generator().manual_seed(2)
+    per_level = [1000, 1000, 1000, 1000, 819]
+    n = sum(per_level)
+    boxes = torch.stack([clustered_proposals(n, g) for _ in range(2)]).to(device, dtype)
+    scores = torch.rand(2, n, generator=g).to(device, dtype)
+    levels = torch.cat([torch.full((c,), i) for i, c in enumerate(per_level)]).expand(2, n).contiguous().to(device)
+
+    def theirs():
+        return [torchvision.ops.batched_nms(boxes[i], scores[i], levels[i], 0.7)[:1000] for i in range(2)]
+
+    return Prepared(
+        ours=lambda: roiops.batched_nms_padded(boxes, scores, levels, 0.7, 1000),
+        theirs=theirs,
+        bytes_moved=boxes.numel() * boxes.element_size() + scores.numel() * scores.element_size(),
+    )
+
+
+def detection_nms_case(device: torch.device, dtype: torch.dtype) -> Prepared:
+    """Box-head post-processing: 1000 proposals x 90 classes, scores > 0.05, per-class NMS 0.5."""
+    g = torch.Generator().manual_seed(3)
+    probs = torch.softmax(torch.randn(1000, 91, generator=g) * 3, dim=1)[:, 1:]
+    base = clustered_proposals(1000, g)
+    boxes = base[:, None, :] + torch.randn(1000, 90, 4, generator=g) * 4
+    labels = torch.arange(90).expand(1000, 90)
+    keep = probs > 0.05
+    boxes, scores, labels = boxes[keep].to(device, dtype), probs[keep].to(device, dtype), labels[keep].to(device)
+    return Prepared(
+        ours=lambda: roiops.batched_nms(boxes, scores, labels, 0.5)[:100],
+        theirs=lambda: torchvision.ops.batched_nms(boxes, scores, labels, 0.5)[:100],
+        bytes_moved=boxes.numel() * boxes.element_size() + scores.numel() * scores.element_size(),
+    )
+
+
+def decode_case(device: torch.device, dtype: torch.dtype) -> Prepared:
+    """RPN decode of all 268 569 anchors of an 800x1344 image (P2-P6, 3 anchors per cell)."""
+    from torchvision.models.detection._utils import BoxCoder
+
+    g = torch.Generator().manual_seed(4)
+    n = 268569
+    anchors = proposals(n, 1, g)[:, 1:].to(device, dtype)
+    codes = (torch.randn(n, 4, generator=g) * 0.5).to(device, dtype)
+    tv_coder, our_coder = BoxCoder((1.0, 1.0, 1.0, 1.0)), roiops.BoxCoder((1.0, 1.0, 1.0, 1.0))
+    return Prepared(
+        ours=lambda: our_coder.decode_single(codes, anchors),
+        theirs=lambda: tv_coder.decode_single(codes, anchors),
+        bytes_moved=3 * n * 4 * anchors.element_size(),  # read codes and anchors, write boxes
+    )
+
+
 CASES = [
     Case("roi_align fwd, box head (1000 RoIs, 7x7, P2)", roi_align_case(1000, 7, backward=False)),
     Case("roi_align fwd, mask head (100 RoIs, 14x14, P2)", roi_align_case(100, 14, backward=False)),
@@ -149,4 +210,7 @@ CASES = [
     Case("MultiScaleRoIAlign fwd, mask head (2x100, 14x14)", multi_scale_case(100, 14, backward=False)),
     Case("MultiScaleRoIAlign fwd+bwd, box head (2x1000, 7x7)", multi_scale_case(1000, 7, backward=True)),
     Case("MultiScaleRoIAlign fwd+bwd, mask head (2x100, 14x14)", multi_scale_case(100, 14, backward=True)),
+    Case("RPN batched NMS (2 images x 4819 boxes, 5 levels, keep 1000)", rpn_nms_case),
+    Case("detection batched NMS (1000 x 90 classes, score > 0.05)", detection_nms_case),
+    Case("decode 268569 anchors (RPN, 1 image)", decode_case),
 ]

@@ -87,7 +87,7 @@ def main() -> None:
     emit(" | ".join(f"{k}: {v}" for k, v in header.items()))
     emit("")
     rows = []
-    title = f"| {'case':<56} | torchvision ms | roiops ms | speedup | roiops GB/s |"
+    title = f"| {'case':<62} | torchvision ms | roiops ms | speedup | roiops GB/s |"
     emit(title)
     emit("|" + "|".join("-" * (len(c)) for c in title.split("|")[1:-1]) + "|")
     for case in CASES:
@@ -104,7 +104,7 @@ def main() -> None:
         }
         rows.append(row)
         emit(
-            f"| {row['case']:<56} | {row['torchvision_ms']:14.3f} | {row['roiops_ms']:9.3f} | "
+            f"| {row['case']:<62} | {row['torchvision_ms']:14.3f} | {row['roiops_ms']:9.3f} | "
             f"{row['speedup']:6.2f}x | {row['roiops_GBps']:11.1f} |"
         )
     if args.save:

@@ -139,12 +139,12 @@ __global__ void __launch_bounds__(kThreads)
   const int cn = static_cast<int>(
       pyr.channels - c0 < channels_per_block ? pyr.channels - c0 : channels_per_block);
   const int bins = pooled_h * pooled_w;
-  const int work = cn * bins;
+  const int64_t work = static_cast<int64_t>(cn) * bins;  // up to 128 channels x 4096^2 bins
   scalar_t* out_chunk = out + (k * pyr.channels + c0) * bins;
 
   BlockRoI<acc_t> r;
   if (!read_roi(pyr, rois, levels, k, pooled_h, pooled_w, sampling_ratio, aligned, &r)) {
-    for (int i = threadIdx.x; i < work; i += blockDim.x) out_chunk[i] = scalar_t(0);
+    for (int64_t i = threadIdx.x; i < work; i += blockDim.x) out_chunk[i] = scalar_t(0);
     return;  // uniform across the block: no thread reaches the barrier below
   }
   const int height = pyr.height[r.level], width = pyr.width[r.level];
@@ -152,9 +152,9 @@ __global__ void __launch_bounds__(kThreads)
   const acc_t count = forward_count(r.geometry);
   const int64_t sy = pyr.stride_h[r.level], sx = pyr.stride_w[r.level];
 
-  for (int i = threadIdx.x; i < work; i += blockDim.x) {
-    const int c_local = kChannelFastest ? i % cn : i / bins;
-    const int bin = kChannelFastest ? i / cn : i % bins;
+  for (int64_t i = threadIdx.x; i < work; i += blockDim.x) {
+    const int c_local = static_cast<int>(kChannelFastest ? i % cn : i / bins);
+    const int bin = static_cast<int>(kChannelFastest ? i / cn : i % bins);
     const scalar_t* plane = pyr.data[r.level] + pyr.plane_offset(r.level, r.batch_index, c0 + c_local);
     acc_t sum = 0;
     for_each_sample(r, height, width, bin / pooled_w, bin % pooled_w, y_taps, x_taps,
@@ -190,7 +190,7 @@ __global__ void __launch_bounds__(kThreads)
   const int cn = static_cast<int>(
       pyr.channels - c0 < channels_per_block ? pyr.channels - c0 : channels_per_block);
   const int bins = pooled_h * pooled_w;
-  const int work = cn * bins;
+  const int64_t work = static_cast<int64_t>(cn) * bins;
   const scalar_t* grad_chunk = grad + (k * pyr.channels + c0) * bins;
 
   BlockRoI<acc_t> r;
@@ -200,10 +200,10 @@ __global__ void __launch_bounds__(kThreads)
   const acc_t count = backward_count(r.geometry);
   const int64_t sy = pyr.stride_h[r.level], sx = pyr.stride_w[r.level];
 
-  for (int i = threadIdx.x; i < work; i += blockDim.x) {
+  for (int64_t i = threadIdx.x; i < work; i += blockDim.x) {
     const acc_t g = static_cast<acc_t>(grad_chunk[i]);
     if (g == acc_t(0)) continue;  // adds nothing; saves four atomics per sample
-    const int c_local = i / bins, bin = i % bins;
+    const int c_local = static_cast<int>(i / bins), bin = static_cast<int>(i % bins);
     acc_t* plane = pyr.data[r.level] + pyr.plane_offset(r.level, r.batch_index, c0 + c_local);
     for_each_sample(r, height, width, bin / pooled_w, bin % pooled_w, y_taps, x_taps,
                     [&](const AxisTap<acc_t>& ty, const AxisTap<acc_t>& tx) {
