@@ -5,6 +5,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/ArrayRef.h>
+#include <torch/library.h>
 
 #include <optional>
 #include <vector>
@@ -49,6 +50,61 @@ RoIAlignBackwardArgs prepare_backward(const char* op, const at::Tensor& grad, co
                                       int64_t pooled_w, int64_t batch_size, int64_t channels,
                                       at::IntArrayRef heights, at::IntArrayRef widths,
                                       int64_t sampling_ratio, bool aligned);
+
+// The four RoIAlign ops of one backend, from its forward and backward launchers: every op checks
+// and normalises its arguments the same way, then runs the backend's multi-level kernel.
+using RoIAlignForwardFn = at::Tensor (*)(const char* op, const RoIAlignForwardArgs&);
+using RoIAlignBackwardFn = std::vector<at::Tensor> (*)(const char* op, const RoIAlignBackwardArgs&);
+
+template <RoIAlignForwardFn forward, RoIAlignBackwardFn backward>
+struct RoIAlignOps {
+  static at::Tensor roi_align(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
+                              int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio,
+                              bool aligned) {
+    constexpr const char* op = "roi_align";
+    return forward(op, prepare_forward(op, {input}, rois, std::nullopt, {spatial_scale}, pooled_h,
+                                       pooled_w, sampling_ratio, aligned));
+  }
+
+  static at::Tensor roi_align_backward(const at::Tensor& grad, const at::Tensor& rois,
+                                       double spatial_scale, int64_t pooled_h, int64_t pooled_w,
+                                       int64_t batch_size, int64_t channels, int64_t height,
+                                       int64_t width, int64_t sampling_ratio, bool aligned) {
+    constexpr const char* op = "_roi_align_backward";
+    return backward(op, prepare_backward(op, grad, rois, std::nullopt, {spatial_scale}, pooled_h,
+                                         pooled_w, batch_size, channels, {height}, {width},
+                                         sampling_ratio, aligned))[0];
+  }
+
+  static at::Tensor multi_scale(at::TensorList features, const at::Tensor& rois,
+                                const at::Tensor& levels, at::ArrayRef<double> scales,
+                                int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio,
+                                bool aligned) {
+    constexpr const char* op = "multi_scale_roi_align";
+    return forward(op, prepare_forward(op, features, rois, levels, scales, pooled_h, pooled_w,
+                                       sampling_ratio, aligned));
+  }
+
+  static std::vector<at::Tensor> multi_scale_backward(
+      const at::Tensor& grad, const at::Tensor& rois, const at::Tensor& levels,
+      at::ArrayRef<double> scales, int64_t pooled_h, int64_t pooled_w, int64_t batch_size,
+      int64_t channels, at::IntArrayRef heights, at::IntArrayRef widths, int64_t sampling_ratio,
+      bool aligned) {
+    constexpr const char* op = "_multi_scale_roi_align_backward";
+    return backward(op, prepare_backward(op, grad, rois, levels, scales, pooled_h, pooled_w,
+                                         batch_size, channels, heights, widths, sampling_ratio,
+                                         aligned));
+  }
+};
+
+template <RoIAlignForwardFn forward, RoIAlignBackwardFn backward>
+void register_roi_align_kernels(torch::Library& m) {
+  using Ops = RoIAlignOps<forward, backward>;
+  m.impl("roi_align", &Ops::roi_align);
+  m.impl("_roi_align_backward", &Ops::roi_align_backward);
+  m.impl("multi_scale_roi_align", &Ops::multi_scale);
+  m.impl("_multi_scale_roi_align_backward", &Ops::multi_scale_backward);
+}
 
 template <typename scalar_t, typename acc_t>
 FeaturePyramid<scalar_t, acc_t> make_pyramid(at::TensorList features,

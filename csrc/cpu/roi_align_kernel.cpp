@@ -52,6 +52,27 @@ struct RoISamples {
     begin[pooled] = static_cast<int>(taps.size());
   }
 
+  // RoI k as seen by both passes; false for a RoI without a level (its row stays zero).
+  int level = 0;
+  int64_t batch_index = 0;
+  RoIGeometry<acc_t> geometry;
+
+  template <typename scalar_t>
+  bool load(const FeaturePyramid<scalar_t, acc_t>& pyramid, const acc_t* rois,
+            const int64_t* levels, int64_t k, int64_t pooled_h, int64_t pooled_w,
+            int64_t sampling_ratio, bool aligned) {
+    const acc_t* roi = rois + 5 * k;
+    level = levels != nullptr ? static_cast<int>(levels[k]) : 0;
+    if (level == level_math::kNoLevel) return false;
+    batch_index = static_cast<int64_t>(roi[0]);
+    geometry = roi_geometry(roi[1], roi[2], roi[3], roi[4], pyramid.scale[level],
+                            static_cast<int>(pooled_h), static_cast<int>(pooled_w),
+                            static_cast<int>(sampling_ratio), aligned);
+    build(geometry, pyramid.height[level], pyramid.width[level], pyramid.stride_h[level],
+          pyramid.stride_w[level], static_cast<int>(pooled_h), static_cast<int>(pooled_w));
+    return true;
+  }
+
   void build(const RoIGeometry<acc_t>& g, int height, int width, int64_t stride_h,
              int64_t stride_w, int pooled_h, int pooled_w) {
     axis_taps(g.start_h, g.bin_h, g.grid_h, pooled_h, height, y_taps, y_begin);
@@ -98,16 +119,10 @@ void check_indices(const char* op, const acc_t* rois, const int64_t* levels, int
   }
 }
 
-template <typename acc_t>
-RoIGeometry<acc_t> geometry_of(const acc_t* roi, acc_t spatial_scale, int64_t pooled_h,
-                               int64_t pooled_w, int64_t sampling_ratio, bool aligned) {
-  return roi_geometry(roi[1], roi[2], roi[3], roi[4], spatial_scale, static_cast<int>(pooled_h),
-                      static_cast<int>(pooled_w), static_cast<int>(sampling_ratio), aligned);
-}
-
-at::Tensor forward_cpu(const char* op, RoIAlignForwardArgs a) {
-  for (at::Tensor& f : a.features) f = f.contiguous();
-  const at::Tensor& first = a.features[0];
+at::Tensor forward_cpu(const char* op, const RoIAlignForwardArgs& a) {
+  std::vector<at::Tensor> features;  // the CPU loops read planes; other layouts are copied
+  for (const at::Tensor& f : a.features) features.push_back(f.contiguous());
+  const at::Tensor& first = features[0];
   const int64_t num_rois = a.rois.size(0);
   const int64_t channels = first.size(1);
   const int64_t bins = a.pooled_h * a.pooled_w;
@@ -118,7 +133,7 @@ at::Tensor forward_cpu(const char* op, RoIAlignForwardArgs a) {
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, first.scalar_type(), "roi_align_forward_cpu", [&] {
         using acc_t = at::opmath_type<scalar_t>;
-        const auto pyramid = make_pyramid<const scalar_t, acc_t>(a.features, a.spatial_scales);
+        const auto pyramid = make_pyramid<const scalar_t, acc_t>(features, a.spatial_scales);
         const acc_t* rois = a.rois.data_ptr<acc_t>();
         const int64_t* levels = a.levels.defined() ? a.levels.data_ptr<int64_t>() : nullptr;
         check_indices(op, rois, levels, num_rois, pyramid.batch, pyramid.num_levels);
@@ -127,18 +142,15 @@ at::Tensor forward_cpu(const char* op, RoIAlignForwardArgs a) {
         at::parallel_for(0, num_rois, 1, [&](int64_t begin, int64_t end) {
           RoISamples<acc_t> samples;
           for (int64_t k = begin; k < end; ++k) {
-            const acc_t* roi = rois + 5 * k;
-            const int level = levels != nullptr ? static_cast<int>(levels[k]) : 0;
-            if (level == level_math::kNoLevel) continue;  // the row stays zero
-            const int64_t b = static_cast<int64_t>(roi[0]);
-            const RoIGeometry<acc_t> g = geometry_of(roi, pyramid.scale[level], a.pooled_h,
-                                                     a.pooled_w, a.sampling_ratio, a.aligned);
-            samples.build(g, pyramid.height[level], pyramid.width[level],
-                          pyramid.stride_h[level], pyramid.stride_w[level],
-                          static_cast<int>(a.pooled_h), static_cast<int>(a.pooled_w));
-            const acc_t count = forward_count(g);
+            if (!samples.load(pyramid, rois, levels, k, a.pooled_h, a.pooled_w, a.sampling_ratio,
+                              a.aligned)) {
+              continue;  // the row stays zero
+            }
+            const int level = samples.level;
+            const acc_t count = forward_count(samples.geometry);
             for (int64_t c = 0; c < channels; ++c) {
-              const scalar_t* plane = pyramid.data[level] + pyramid.plane_offset(level, b, c);
+              const scalar_t* plane =
+                  pyramid.data[level] + pyramid.plane_offset(level, samples.batch_index, c);
               scalar_t* out_c = out + (k * channels + c) * bins;
               for (int64_t bin = 0; bin < bins; ++bin) {
                 acc_t sum = 0;
@@ -185,18 +197,15 @@ std::vector<at::Tensor> backward_cpu(const char* op, const RoIAlignBackwardArgs&
           at::parallel_for(0, a.channels, 1, [&](int64_t c_begin, int64_t c_end) {
             RoISamples<acc_t> samples;
             for (int64_t k = 0; k < num_rois; ++k) {
-              const acc_t* roi = rois + 5 * k;
-              const int level = levels != nullptr ? static_cast<int>(levels[k]) : 0;
-              if (level == level_math::kNoLevel) continue;
-              const int64_t b = static_cast<int64_t>(roi[0]);
-              const RoIGeometry<acc_t> g = geometry_of(roi, pyramid.scale[level], a.pooled_h,
-                                                       a.pooled_w, a.sampling_ratio, a.aligned);
-              samples.build(g, pyramid.height[level], pyramid.width[level],
-                            pyramid.stride_h[level], pyramid.stride_w[level],
-                            static_cast<int>(a.pooled_h), static_cast<int>(a.pooled_w));
-              const acc_t count = backward_count(g);
+              if (!samples.load(pyramid, rois, levels, k, a.pooled_h, a.pooled_w,
+                                a.sampling_ratio, a.aligned)) {
+                continue;
+              }
+              const int level = samples.level;
+              const acc_t count = backward_count(samples.geometry);
               for (int64_t c = c_begin; c < c_end; ++c) {
-                acc_t* plane = pyramid.data[level] + pyramid.plane_offset(level, b, c);
+                acc_t* plane =
+                    pyramid.data[level] + pyramid.plane_offset(level, samples.batch_index, c);
                 const scalar_t* grad_c = grad + (k * a.channels + c) * bins;
                 for (int64_t bin = 0; bin < bins; ++bin) {
                   const acc_t grad_bin = static_cast<acc_t>(grad_c[bin]);
@@ -218,51 +227,10 @@ std::vector<at::Tensor> backward_cpu(const char* op, const RoIAlignBackwardArgs&
   return grads_acc;
 }
 
-at::Tensor roi_align_forward(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
-                             int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio,
-                             bool aligned) {
-  constexpr const char* op = "roi_align";
-  return forward_cpu(op, prepare_forward(op, {input}, rois, std::nullopt, {spatial_scale},
-                                         pooled_h, pooled_w, sampling_ratio, aligned));
-}
-
-at::Tensor roi_align_backward(const at::Tensor& grad, const at::Tensor& rois, double spatial_scale,
-                              int64_t pooled_h, int64_t pooled_w, int64_t batch_size,
-                              int64_t channels, int64_t height, int64_t width,
-                              int64_t sampling_ratio, bool aligned) {
-  constexpr const char* op = "_roi_align_backward";
-  return backward_cpu(op, prepare_backward(op, grad, rois, std::nullopt, {spatial_scale}, pooled_h,
-                                           pooled_w, batch_size, channels, {height}, {width},
-                                           sampling_ratio, aligned))[0];
-}
-
-at::Tensor multi_scale_roi_align_forward(at::TensorList features, const at::Tensor& rois,
-                                         const at::Tensor& levels, at::ArrayRef<double> scales,
-                                         int64_t pooled_h, int64_t pooled_w,
-                                         int64_t sampling_ratio, bool aligned) {
-  constexpr const char* op = "multi_scale_roi_align";
-  return forward_cpu(op, prepare_forward(op, features, rois, levels, scales, pooled_h, pooled_w,
-                                         sampling_ratio, aligned));
-}
-
-std::vector<at::Tensor> multi_scale_roi_align_backward(
-    const at::Tensor& grad, const at::Tensor& rois, const at::Tensor& levels,
-    at::ArrayRef<double> scales, int64_t pooled_h, int64_t pooled_w, int64_t batch_size,
-    int64_t channels, at::IntArrayRef heights, at::IntArrayRef widths, int64_t sampling_ratio,
-    bool aligned) {
-  constexpr const char* op = "_multi_scale_roi_align_backward";
-  return backward_cpu(op, prepare_backward(op, grad, rois, levels, scales, pooled_h, pooled_w,
-                                           batch_size, channels, heights, widths, sampling_ratio,
-                                           aligned));
-}
-
 }  // namespace
 
 TORCH_LIBRARY_IMPL(roiops, CPU, m) {
-  m.impl("roi_align", &roi_align_forward);
-  m.impl("_roi_align_backward", &roi_align_backward);
-  m.impl("multi_scale_roi_align", &multi_scale_roi_align_forward);
-  m.impl("_multi_scale_roi_align_backward", &multi_scale_roi_align_backward);
+  register_roi_align_kernels<&forward_cpu, &backward_cpu>(m);
 }
 
 }  // namespace roiops

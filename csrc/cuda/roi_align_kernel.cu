@@ -41,6 +41,29 @@ constexpr int kThreads = 256;
 // adaptive grids of 36 (boxes ~250 pixels on the level they are pooled from).
 constexpr int kMaxSharedTaps = 512;
 
+// Block (k, y) owns channels [y * channels_per_block, ...) of RoI k: outputs [cn, PH, PW], contiguous.
+struct BlockSlice {
+  int64_t roi;
+  int64_t first_channel;
+  int channels;  // cn: fewer in the last chunk
+  int bins;      // PH * PW
+  int64_t work;  // cn * bins: up to 128 channels x 4096^2 bins, beyond int
+  int64_t first_output;
+};
+
+__device__ __forceinline__ BlockSlice block_slice(int64_t channels, int channels_per_block,
+                                                  int bins) {
+  BlockSlice s;
+  s.roi = blockIdx.x;
+  s.first_channel = static_cast<int64_t>(blockIdx.y) * channels_per_block;
+  const int64_t left = channels - s.first_channel;
+  s.channels = static_cast<int>(left < channels_per_block ? left : channels_per_block);
+  s.bins = bins;
+  s.work = static_cast<int64_t>(s.channels) * bins;
+  s.first_output = (s.roi * channels + s.first_channel) * bins;
+  return s;
+}
+
 template <typename acc_t>
 struct BlockRoI {
   int level;
@@ -122,7 +145,6 @@ __device__ __forceinline__ void for_each_sample(const BlockRoI<acc_t>& r, int he
   }
 }
 
-// Output chunk of block (k, blockIdx.y): channels [c0, c0 + cn) of RoI k, contiguous [cn, PH, PW].
 template <typename scalar_t, bool kChannelFastest>
 __global__ void __launch_bounds__(kThreads)
     roi_align_forward_kernel(const FeaturePyramid<const scalar_t, at::opmath_type<scalar_t>> pyr,
@@ -134,17 +156,13 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ AxisTap<acc_t> y_taps[kMaxSharedTaps];
   __shared__ AxisTap<acc_t> x_taps[kMaxSharedTaps];
 
-  const int64_t k = blockIdx.x;
-  const int64_t c0 = static_cast<int64_t>(blockIdx.y) * channels_per_block;
-  const int cn = static_cast<int>(
-      pyr.channels - c0 < channels_per_block ? pyr.channels - c0 : channels_per_block);
-  const int bins = pooled_h * pooled_w;
-  const int64_t work = static_cast<int64_t>(cn) * bins;  // up to 128 channels x 4096^2 bins
-  scalar_t* out_chunk = out + (k * pyr.channels + c0) * bins;
+  const BlockSlice w = block_slice(pyr.channels, channels_per_block, pooled_h * pooled_w);
+  const int cn = w.channels, bins = w.bins;
+  scalar_t* out_chunk = out + w.first_output;
 
   BlockRoI<acc_t> r;
-  if (!read_roi(pyr, rois, levels, k, pooled_h, pooled_w, sampling_ratio, aligned, &r)) {
-    for (int64_t i = threadIdx.x; i < work; i += blockDim.x) out_chunk[i] = scalar_t(0);
+  if (!read_roi(pyr, rois, levels, w.roi, pooled_h, pooled_w, sampling_ratio, aligned, &r)) {
+    for (int64_t i = threadIdx.x; i < w.work; i += blockDim.x) out_chunk[i] = scalar_t(0);
     return;  // uniform across the block: no thread reaches the barrier below
   }
   const int height = pyr.height[r.level], width = pyr.width[r.level];
@@ -152,10 +170,11 @@ __global__ void __launch_bounds__(kThreads)
   const acc_t count = forward_count(r.geometry);
   const int64_t sy = pyr.stride_h[r.level], sx = pyr.stride_w[r.level];
 
-  for (int64_t i = threadIdx.x; i < work; i += blockDim.x) {
+  for (int64_t i = threadIdx.x; i < w.work; i += blockDim.x) {
     const int c_local = static_cast<int>(kChannelFastest ? i % cn : i / bins);
     const int bin = static_cast<int>(kChannelFastest ? i / cn : i % bins);
-    const scalar_t* plane = pyr.data[r.level] + pyr.plane_offset(r.level, r.batch_index, c0 + c_local);
+    const scalar_t* plane =
+        pyr.data[r.level] + pyr.plane_offset(r.level, r.batch_index, w.first_channel + c_local);
     acc_t sum = 0;
     for_each_sample(r, height, width, bin / pooled_w, bin % pooled_w, y_taps, x_taps,
                     [&](const AxisTap<acc_t>& ty, const AxisTap<acc_t>& tx) {
@@ -185,26 +204,23 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ AxisTap<acc_t> y_taps[kMaxSharedTaps];
   __shared__ AxisTap<acc_t> x_taps[kMaxSharedTaps];
 
-  const int64_t k = blockIdx.x;
-  const int64_t c0 = static_cast<int64_t>(blockIdx.y) * channels_per_block;
-  const int cn = static_cast<int>(
-      pyr.channels - c0 < channels_per_block ? pyr.channels - c0 : channels_per_block);
-  const int bins = pooled_h * pooled_w;
-  const int64_t work = static_cast<int64_t>(cn) * bins;
-  const scalar_t* grad_chunk = grad + (k * pyr.channels + c0) * bins;
+  const BlockSlice w = block_slice(pyr.channels, channels_per_block, pooled_h * pooled_w);
+  const int bins = w.bins;
+  const scalar_t* grad_chunk = grad + w.first_output;
 
   BlockRoI<acc_t> r;
-  if (!read_roi(pyr, rois, levels, k, pooled_h, pooled_w, sampling_ratio, aligned, &r)) return;
+  if (!read_roi(pyr, rois, levels, w.roi, pooled_h, pooled_w, sampling_ratio, aligned, &r)) return;
   const int height = pyr.height[r.level], width = pyr.width[r.level];
   r.taps_in_shared = fill_shared_taps(r.geometry, height, width, pooled_h, pooled_w, y_taps, x_taps);
   const acc_t count = backward_count(r.geometry);
   const int64_t sy = pyr.stride_h[r.level], sx = pyr.stride_w[r.level];
 
-  for (int64_t i = threadIdx.x; i < work; i += blockDim.x) {
+  for (int64_t i = threadIdx.x; i < w.work; i += blockDim.x) {
     const acc_t g = static_cast<acc_t>(grad_chunk[i]);
     if (g == acc_t(0)) continue;  // adds nothing; saves four atomics per sample
     const int c_local = static_cast<int>(i / bins), bin = static_cast<int>(i % bins);
-    acc_t* plane = pyr.data[r.level] + pyr.plane_offset(r.level, r.batch_index, c0 + c_local);
+    acc_t* plane =
+        pyr.data[r.level] + pyr.plane_offset(r.level, r.batch_index, w.first_channel + c_local);
     for_each_sample(r, height, width, bin / pooled_w, bin % pooled_w, y_taps, x_taps,
                     [&](const AxisTap<acc_t>& ty, const AxisTap<acc_t>& tx) {
                       const BilinearWeights<acc_t> w = bilinear_weights(ty, tx);
@@ -233,7 +249,7 @@ bool all_channels_last(const std::vector<at::Tensor>& features) {
   return true;
 }
 
-at::Tensor forward_cuda(const RoIAlignForwardArgs& a) {
+at::Tensor forward_cuda(const char* op, const RoIAlignForwardArgs& a) {
   const at::Tensor& first = a.features[0];
   c10::cuda::CUDAGuard device_guard(first.device());
   const int64_t num_rois = a.rois.size(0);
@@ -245,7 +261,7 @@ at::Tensor forward_cuda(const RoIAlignForwardArgs& a) {
   const int cpb = channel_fastest ? static_cast<int>(std::min<int64_t>(channels, 128))
                                   : channels_per_block(channels, a.pooled_h * a.pooled_w);
   const dim3 grid(static_cast<unsigned>(num_rois), static_cast<unsigned>(ceil_div<int64_t>(channels, cpb)));
-  TORCH_CHECK(grid.y <= 65535, "roi_align: too many channels (", channels, ")");
+  TORCH_CHECK(grid.y <= 65535, op, ": too many channels (", channels, ")");
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
 
   AT_DISPATCH_FLOATING_TYPES_AND2(
@@ -299,49 +315,10 @@ std::vector<at::Tensor> backward_cuda(const char* op, const RoIAlignBackwardArgs
   return grads_acc;
 }
 
-at::Tensor roi_align_forward(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
-                             int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio,
-                             bool aligned) {
-  return forward_cuda(prepare_forward("roi_align", {input}, rois, std::nullopt, {spatial_scale},
-                                      pooled_h, pooled_w, sampling_ratio, aligned));
-}
-
-at::Tensor roi_align_backward(const at::Tensor& grad, const at::Tensor& rois, double spatial_scale,
-                              int64_t pooled_h, int64_t pooled_w, int64_t batch_size,
-                              int64_t channels, int64_t height, int64_t width,
-                              int64_t sampling_ratio, bool aligned) {
-  constexpr const char* op = "_roi_align_backward";
-  return backward_cuda(op, prepare_backward(op, grad, rois, std::nullopt, {spatial_scale}, pooled_h,
-                                            pooled_w, batch_size, channels, {height}, {width},
-                                            sampling_ratio, aligned))[0];
-}
-
-at::Tensor multi_scale_roi_align_forward(at::TensorList features, const at::Tensor& rois,
-                                         const at::Tensor& levels, at::ArrayRef<double> scales,
-                                         int64_t pooled_h, int64_t pooled_w,
-                                         int64_t sampling_ratio, bool aligned) {
-  return forward_cuda(prepare_forward("multi_scale_roi_align", features, rois, levels, scales,
-                                      pooled_h, pooled_w, sampling_ratio, aligned));
-}
-
-std::vector<at::Tensor> multi_scale_roi_align_backward(
-    const at::Tensor& grad, const at::Tensor& rois, const at::Tensor& levels,
-    at::ArrayRef<double> scales, int64_t pooled_h, int64_t pooled_w, int64_t batch_size,
-    int64_t channels, at::IntArrayRef heights, at::IntArrayRef widths, int64_t sampling_ratio,
-    bool aligned) {
-  constexpr const char* op = "_multi_scale_roi_align_backward";
-  return backward_cuda(op, prepare_backward(op, grad, rois, levels, scales, pooled_h, pooled_w,
-                                            batch_size, channels, heights, widths, sampling_ratio,
-                                            aligned));
-}
-
 }  // namespace
 
 TORCH_LIBRARY_IMPL(roiops, CUDA, m) {
-  m.impl("roi_align", &roi_align_forward);
-  m.impl("_roi_align_backward", &roi_align_backward);
-  m.impl("multi_scale_roi_align", &multi_scale_roi_align_forward);
-  m.impl("_multi_scale_roi_align_backward", &multi_scale_roi_align_backward);
+  register_roi_align_kernels<&forward_cuda, &backward_cuda>(m);
 }
 
 }  // namespace roiops
