@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # On a machine with a GPU (offline is fine): build roiops against the installed torch, run the whole
-# test suite (CUDA included), run the benchmarks, and write everything under $OUT (default ./gpu-results).
+# test suite (CUDA included), a memory-checker pass over the CUDA tests, and the benchmarks; write
+# everything under $OUT (default ./gpu-results): env.txt, build.log, tests.log, sanitizer.log,
+# cuda-<date>.md/.json. Copy the last two to benchmarks/results/ and commit them.
 #   bash scripts/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -27,11 +29,21 @@ grep -A6 "roiops build configuration" "$OUT/build.log"
 
 echo "== tests"
 # -P: keep the source tree's roiops/ (no compiled extension) off sys.path; test the installed one.
-$PY -P -m pytest tests -q -rs --junitxml="$OUT/tests.xml" 2>&1 | tee "$OUT/tests.log" | tail -25
+$PY -P -m pytest tests -q -rs -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | tail -25
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
+echo "== compute-sanitizer (memcheck) on the CUDA tests"
+if command -v compute-sanitizer > /dev/null; then
+  timeout 420 compute-sanitizer --tool memcheck --error-exitcode 9 \
+    $PY -P -m pytest tests -q -x -p no:cacheprovider -k "cuda and not compile and not opcheck" \
+    > "$OUT/sanitizer.log" 2>&1
+  rc=$?
+  tail -5 "$OUT/sanitizer.log"
+  [ $rc -eq 0 ] || { echo "sanitizer exit $rc"; status=1; }
+else
+  echo "compute-sanitizer not found" | tee "$OUT/sanitizer.log"
+fi
+
 echo "== benchmarks"
-for dtype in float32 float16; do
-  $PY -P benchmarks/compare.py --device cuda --dtype "$dtype" --save "$OUT" || status=1
-done
+$PY -P benchmarks/compare.py --device cuda --dtypes float32,float16 --save "$OUT" || status=1
 exit $status
