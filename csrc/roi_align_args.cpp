@@ -165,4 +165,22 @@ RoIAlignBackwardArgs prepare_backward(const char* op, const at::Tensor& grad, co
   return args;
 }
 
+std::vector<at::Tensor> run_backward(const char* op, const RoIAlignBackwardArgs& args,
+                                     RoIAlignBackwardFn backend) {
+  const at::ScalarType grad_type = args.grad.scalar_type();
+  const at::ScalarType acc_type = accumulate_type(grad_type);
+  std::vector<at::Tensor> grads;
+  for (size_t l = 0; l < args.heights.size(); ++l) {
+    grads.push_back(at::zeros({args.batch_size, args.channels, args.heights[l], args.widths[l]},
+                              args.grad.options().dtype(acc_type)));
+  }
+  if (args.rois.size(0) > 0 && args.channels > 0 && args.batch_size > 0) {
+    backend(op, args, grads);
+  }
+  if (acc_type != grad_type) {
+    for (at::Tensor& g : grads) g = g.to(grad_type);
+  }
+  return grads;
+}
+
 }  // namespace roiops

@@ -171,60 +171,44 @@ at::Tensor forward_cpu(const char* op, const RoIAlignForwardArgs& a) {
   return output;
 }
 
-std::vector<at::Tensor> backward_cpu(const char* op, const RoIAlignBackwardArgs& a) {
-  const int num_levels = static_cast<int>(a.heights.size());
-  const at::ScalarType grad_type = a.grad.scalar_type();
-  const at::ScalarType acc_type = accumulate_type(grad_type);
-  // Reduced-precision gradients accumulate in float32 and are rounded once at the end.
-  std::vector<at::Tensor> grads_acc;
-  for (int l = 0; l < num_levels; ++l) {
-    grads_acc.push_back(at::zeros({a.batch_size, a.channels, a.heights[l], a.widths[l]},
-                                  a.grad.options().dtype(acc_type)));
-  }
+void backward_cpu(const char* op, const RoIAlignBackwardArgs& a, std::vector<at::Tensor>& grads) {
   const int64_t num_rois = a.rois.size(0);
   const int64_t bins = a.pooled_h * a.pooled_w;
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, a.grad.scalar_type(), "roi_align_backward_cpu", [&] {
+        using acc_t = at::opmath_type<scalar_t>;
+        const auto pyramid = make_pyramid<acc_t, acc_t>(grads, a.spatial_scales);
+        const acc_t* rois = a.rois.data_ptr<acc_t>();
+        const int64_t* levels = a.levels.defined() ? a.levels.data_ptr<int64_t>() : nullptr;
+        check_indices(op, rois, levels, num_rois, pyramid.batch, pyramid.num_levels);
+        const scalar_t* grad = a.grad.data_ptr<scalar_t>();
 
-  if (num_rois > 0 && a.channels > 0) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(
-        at::kHalf, at::kBFloat16, grad_type, "roi_align_backward_cpu", [&] {
-          using acc_t = at::opmath_type<scalar_t>;
-          const auto pyramid = make_pyramid<acc_t, acc_t>(grads_acc, a.spatial_scales);
-          const acc_t* rois = a.rois.data_ptr<acc_t>();
-          const int64_t* levels = a.levels.defined() ? a.levels.data_ptr<int64_t>() : nullptr;
-          check_indices(op, rois, levels, num_rois, pyramid.batch, pyramid.num_levels);
-          const scalar_t* grad = a.grad.data_ptr<scalar_t>();
-
-          at::parallel_for(0, a.channels, 1, [&](int64_t c_begin, int64_t c_end) {
-            RoISamples<acc_t> samples;
-            for (int64_t k = 0; k < num_rois; ++k) {
-              if (!samples.load(pyramid, rois, levels, k, a.pooled_h, a.pooled_w,
-                                a.sampling_ratio, a.aligned)) {
-                continue;
-              }
-              const int level = samples.level;
-              const acc_t count = backward_count(samples.geometry);
-              for (int64_t c = c_begin; c < c_end; ++c) {
-                acc_t* plane =
-                    pyramid.data[level] + pyramid.plane_offset(level, samples.batch_index, c);
-                const scalar_t* grad_c = grad + (k * a.channels + c) * bins;
-                for (int64_t bin = 0; bin < bins; ++bin) {
-                  const acc_t grad_bin = static_cast<acc_t>(grad_c[bin]);
-                  for (int64_t s = samples.bin_begin[bin]; s < samples.bin_begin[bin + 1]; ++s) {
-                    const SamplePoint<acc_t>& pt = samples.points[s];
-                    for (int corner = 0; corner < 4; ++corner) {
-                      plane[pt.offset[corner]] += grad_bin * pt.weight[corner] / count;
-                    }
+        at::parallel_for(0, a.channels, 1, [&](int64_t c_begin, int64_t c_end) {
+          RoISamples<acc_t> samples;
+          for (int64_t k = 0; k < num_rois; ++k) {
+            if (!samples.load(pyramid, rois, levels, k, a.pooled_h, a.pooled_w,
+                              a.sampling_ratio, a.aligned)) {
+              continue;
+            }
+            const int level = samples.level;
+            const acc_t count = backward_count(samples.geometry);
+            for (int64_t c = c_begin; c < c_end; ++c) {
+              acc_t* plane =
+                  pyramid.data[level] + pyramid.plane_offset(level, samples.batch_index, c);
+              const scalar_t* grad_c = grad + (k * a.channels + c) * bins;
+              for (int64_t bin = 0; bin < bins; ++bin) {
+                const acc_t grad_bin = static_cast<acc_t>(grad_c[bin]);
+                for (int64_t s = samples.bin_begin[bin]; s < samples.bin_begin[bin + 1]; ++s) {
+                  const SamplePoint<acc_t>& pt = samples.points[s];
+                  for (int corner = 0; corner < 4; ++corner) {
+                    plane[pt.offset[corner]] += grad_bin * pt.weight[corner] / count;
                   }
                 }
               }
             }
-          });
+          }
         });
-  }
-  if (acc_type != grad_type) {
-    for (at::Tensor& g : grads_acc) g = g.to(grad_type);
-  }
-  return grads_acc;
+      });
 }
 
 }  // namespace

@@ -281,38 +281,24 @@ at::Tensor forward_cuda(const char* op, const RoIAlignForwardArgs& a) {
   return output;
 }
 
-std::vector<at::Tensor> backward_cuda(const char* op, const RoIAlignBackwardArgs& a) {
+void backward_cuda(const char* op, const RoIAlignBackwardArgs& a, std::vector<at::Tensor>& grads) {
   c10::cuda::CUDAGuard device_guard(a.grad.device());
   at::globalContext().alertNotDeterministic(op);  // float atomics: summation order varies
-  const at::ScalarType grad_type = a.grad.scalar_type();
-  const at::ScalarType acc_type = accumulate_type(grad_type);
-  std::vector<at::Tensor> grads_acc;
-  for (size_t l = 0; l < a.heights.size(); ++l) {
-    grads_acc.push_back(at::zeros({a.batch_size, a.channels, a.heights[l], a.widths[l]},
-                                  a.grad.options().dtype(acc_type)));
-  }
-  const int64_t num_rois = a.rois.size(0);
-  if (num_rois > 0 && a.channels > 0 && a.batch_size > 0) {
-    const int cpb = channels_per_block(a.channels, a.pooled_h * a.pooled_w);
-    const dim3 grid(static_cast<unsigned>(num_rois),
-                    static_cast<unsigned>(ceil_div<int64_t>(a.channels, cpb)));
-    TORCH_CHECK(grid.y <= 65535, op, ": too many channels (", a.channels, ")");
-    cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_type, "roi_align_backward_cuda", [&] {
-      using acc_t = at::opmath_type<scalar_t>;
-      const auto pyramid = make_pyramid<acc_t, acc_t>(grads_acc, a.spatial_scales);
-      const int64_t* levels = a.levels.defined() ? a.levels.data_ptr<int64_t>() : nullptr;
-      roi_align_backward_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(
-          a.grad.data_ptr<scalar_t>(), a.rois.data_ptr<acc_t>(), levels, pyramid,
-          static_cast<int>(a.pooled_h), static_cast<int>(a.pooled_w),
-          static_cast<int>(a.sampling_ratio), a.aligned, cpb);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
-  }
-  if (acc_type != grad_type) {
-    for (at::Tensor& g : grads_acc) g = g.to(grad_type);
-  }
-  return grads_acc;
+  const int cpb = channels_per_block(a.channels, a.pooled_h * a.pooled_w);
+  const dim3 grid(static_cast<unsigned>(a.rois.size(0)),
+                  static_cast<unsigned>(ceil_div<int64_t>(a.channels, cpb)));
+  TORCH_CHECK(grid.y <= 65535, op, ": too many channels (", a.channels, ")");
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.grad.scalar_type(), "roi_align_backward_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const auto pyramid = make_pyramid<acc_t, acc_t>(grads, a.spatial_scales);
+    const int64_t* levels = a.levels.defined() ? a.levels.data_ptr<int64_t>() : nullptr;
+    roi_align_backward_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(
+        a.grad.data_ptr<scalar_t>(), a.rois.data_ptr<acc_t>(), levels, pyramid,
+        static_cast<int>(a.pooled_h), static_cast<int>(a.pooled_w),
+        static_cast<int>(a.sampling_ratio), a.aligned, cpb);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
 }
 
 }  // namespace
