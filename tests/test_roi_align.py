@@ -323,3 +323,20 @@ def test_randomized_sweep_against_torchvision():
         assert torch.equal(
             roiops.roi_align(x, rois, (ph, pw), scale, sr, aligned), tv_roi_align(x, rois, (ph, pw), scale, sr, aligned)
         ), (h, w, ph, pw, scale, sr, aligned)
+
+
+def test_import_from_an_unbuilt_source_tree_says_how_to_fix_it(tmp_path):
+    # A copy of the package without its compiled extension, as in a fresh checkout.
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    source = Path(roiops.__file__).parent
+    shutil.copytree(source, tmp_path / "roiops", ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    result = subprocess.run(
+        [sys.executable, "-c", "import roiops"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0
+    assert "compiled extension (roiops._C) is missing" in result.stderr
+    assert "pip install ." in result.stderr

@@ -178,13 +178,13 @@ __global__ void __launch_bounds__(kThreads)
     acc_t sum = 0;
     for_each_sample(r, height, width, bin / pooled_w, bin % pooled_w, y_taps, x_taps,
                     [&](const AxisTap<acc_t>& ty, const AxisTap<acc_t>& tx) {
-                      const BilinearWeights<acc_t> w = bilinear_weights(ty, tx);
+                      const BilinearWeights<acc_t> wt = bilinear_weights(ty, tx);
                       const scalar_t* row_lo = plane + ty.low * sy;
                       const scalar_t* row_hi = plane + ty.high * sy;
-                      sum += w.w1 * static_cast<acc_t>(row_lo[tx.low * sx]) +
-                             w.w2 * static_cast<acc_t>(row_lo[tx.high * sx]) +
-                             w.w3 * static_cast<acc_t>(row_hi[tx.low * sx]) +
-                             w.w4 * static_cast<acc_t>(row_hi[tx.high * sx]);
+                      sum += wt.w1 * static_cast<acc_t>(row_lo[tx.low * sx]) +
+                             wt.w2 * static_cast<acc_t>(row_lo[tx.high * sx]) +
+                             wt.w3 * static_cast<acc_t>(row_hi[tx.low * sx]) +
+                             wt.w4 * static_cast<acc_t>(row_hi[tx.high * sx]);
                     });
     out_chunk[c_local * bins + bin] = static_cast<scalar_t>(sum / count);
   }
@@ -223,13 +223,13 @@ __global__ void __launch_bounds__(kThreads)
         pyr.data[r.level] + pyr.plane_offset(r.level, r.batch_index, w.first_channel + c_local);
     for_each_sample(r, height, width, bin / pooled_w, bin % pooled_w, y_taps, x_taps,
                     [&](const AxisTap<acc_t>& ty, const AxisTap<acc_t>& tx) {
-                      const BilinearWeights<acc_t> w = bilinear_weights(ty, tx);
+                      const BilinearWeights<acc_t> wt = bilinear_weights(ty, tx);
                       acc_t* row_lo = plane + ty.low * sy;
                       acc_t* row_hi = plane + ty.high * sy;
-                      atomicAdd(row_lo + tx.low * sx, g * w.w1 / count);
-                      atomicAdd(row_lo + tx.high * sx, g * w.w2 / count);
-                      atomicAdd(row_hi + tx.low * sx, g * w.w3 / count);
-                      atomicAdd(row_hi + tx.high * sx, g * w.w4 / count);
+                      atomicAdd(row_lo + tx.low * sx, g * wt.w1 / count);
+                      atomicAdd(row_lo + tx.high * sx, g * wt.w2 / count);
+                      atomicAdd(row_hi + tx.low * sx, g * wt.w3 / count);
+                      atomicAdd(row_hi + tx.high * sx, g * wt.w4 / count);
                     });
   }
 }
