@@ -11,6 +11,10 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <tuple>
 #include <vector>
 
 #include "../common/level_math.h"
@@ -119,6 +123,31 @@ void check_indices(const char* op, const acc_t* rois, const int64_t* levels, int
   }
 }
 
+// Visiting order of the forward pass: by level and image, then in bands of 32 feature rows swept
+// left to right, so that RoIs that overlap are pooled one after the other and find their pixels --
+// all C planes of them -- still in cache (box-head case, 2-core CPU: 259 -> 140-190 ms, noisy).
+// Outputs are independent, so the order changes no result.
+template <typename scalar_t, typename acc_t>
+std::vector<int64_t> spatial_order(const FeaturePyramid<scalar_t, acc_t>& pyramid, const acc_t* rois,
+                                   const int64_t* levels, int64_t num_rois) {
+  constexpr double kBandRows = 32;
+  auto finite = [](double v) { return v == v ? v : std::numeric_limits<double>::infinity(); };
+  std::vector<std::tuple<int64_t, double, double, double>> keys(num_rois);
+  for (int64_t k = 0; k < num_rois; ++k) {
+    const acc_t* r = rois + 5 * k;
+    const int64_t level = levels != nullptr ? levels[k] : 0;
+    const double scale = level >= 0 ? static_cast<double>(pyramid.scale[level]) : 1.0;
+    const double centre_y = (static_cast<double>(r[2]) + r[4]) / 2 * scale;
+    const double centre_x = (static_cast<double>(r[1]) + r[3]) / 2 * scale;
+    keys[k] = {level, finite(r[0]), std::floor(finite(centre_y / kBandRows)), finite(centre_x)};
+  }
+  std::vector<int64_t> order(num_rois);
+  for (int64_t k = 0; k < num_rois; ++k) order[k] = k;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return keys[a] < keys[b]; });
+  return order;
+}
+
 at::Tensor forward_cpu(const char* op, const RoIAlignForwardArgs& a) {
   std::vector<at::Tensor> features;  // the CPU loops read planes; other layouts are copied
   for (const at::Tensor& f : a.features) features.push_back(f.contiguous());
@@ -138,10 +167,12 @@ at::Tensor forward_cpu(const char* op, const RoIAlignForwardArgs& a) {
         const int64_t* levels = a.levels.defined() ? a.levels.data_ptr<int64_t>() : nullptr;
         check_indices(op, rois, levels, num_rois, pyramid.batch, pyramid.num_levels);
         scalar_t* out = output.data_ptr<scalar_t>();
+        const std::vector<int64_t> order = spatial_order(pyramid, rois, levels, num_rois);
 
         at::parallel_for(0, num_rois, 1, [&](int64_t begin, int64_t end) {
           RoISamples<acc_t> samples;
-          for (int64_t k = begin; k < end; ++k) {
+          for (int64_t idx = begin; idx < end; ++idx) {
+            const int64_t k = order[idx];
             if (!samples.load(pyramid, rois, levels, k, a.pooled_h, a.pooled_w, a.sampling_ratio,
                               a.aligned)) {
               continue;  // the row stays zero
