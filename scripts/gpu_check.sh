@@ -3,6 +3,8 @@
 # test suite (CUDA included), a memory-checker pass over the CUDA tests, and the benchmarks; write
 # everything under $OUT (default ./gpu-results): env.txt, build.log, tests.log, sanitizer.log,
 # cuda-<date>.md/.json. Copy the last two to benchmarks/results/ and commit them.
+# Expected time on an H100 machine: build ~2 min, tests ~1 min, benchmarks ~2 min, sanitizer last
+# (capped by SANITIZER_TIMEOUT, default 240 s) so that one 10-minute device call holds it all.
 #   bash scripts/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,9 +34,11 @@ echo "== tests"
 $PY -P -m pytest tests -q -rs -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | tail -25
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
+echo "== benchmarks"
+$PY -P benchmarks/compare.py --device cuda --dtypes float32,float16 --save "$OUT" || status=1
 echo "== compute-sanitizer (memcheck) on the CUDA tests"
 if command -v compute-sanitizer > /dev/null; then
-  timeout 420 compute-sanitizer --tool memcheck --error-exitcode 9 \
+  timeout ${SANITIZER_TIMEOUT:-240} compute-sanitizer --tool memcheck --error-exitcode 9 \
     $PY -P -m pytest tests -q -x -p no:cacheprovider -k "cuda and not compile and not opcheck" \
     > "$OUT/sanitizer.log" 2>&1
   rc=$?
@@ -44,6 +48,4 @@ else
   echo "compute-sanitizer not found" | tee "$OUT/sanitizer.log"
 fi
 
-echo "== benchmarks"
-$PY -P benchmarks/compare.py --device cuda --dtypes float32,float16 --save "$OUT" || status=1
 exit $status
