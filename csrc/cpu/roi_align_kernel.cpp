@@ -202,6 +202,14 @@ at::Tensor forward_cpu(const char* op, const RoIAlignForwardArgs& a) {
   return output;
 }
 
+// Backward: each thread owns a range of channels and adds RoI after RoI in index order, which is
+// torchvision's summation order per gradient plane (bit-identical sums). RoIs are scattered a few
+// channels at a time, so the planes being written (8 x H x W) stay in the cache instead of
+// every RoI touching its footprint in all of the thread's planes; the samples of a batch of RoIs are
+// built once and shared by all threads.
+constexpr int64_t kBackwardChannelsPerPass = 8;
+constexpr int64_t kBackwardPointBudget = int64_t{1} << 20;  // sample points per batch of RoIs
+
 void backward_cpu(const char* op, const RoIAlignBackwardArgs& a, std::vector<at::Tensor>& grads) {
   const int64_t num_rois = a.rois.size(0);
   const int64_t bins = a.pooled_h * a.pooled_w;
@@ -214,31 +222,48 @@ void backward_cpu(const char* op, const RoIAlignBackwardArgs& a, std::vector<at:
         check_indices(op, rois, levels, num_rois, pyramid.batch, pyramid.num_levels);
         const scalar_t* grad = a.grad.data_ptr<scalar_t>();
 
-        at::parallel_for(0, a.channels, 1, [&](int64_t c_begin, int64_t c_end) {
-          RoISamples<acc_t> samples;
-          for (int64_t k = 0; k < num_rois; ++k) {
-            if (!samples.load(pyramid, rois, levels, k, a.pooled_h, a.pooled_w,
-                              a.sampling_ratio, a.aligned)) {
-              continue;
+        std::vector<RoISamples<acc_t>> batch;
+        std::vector<int64_t> batch_rois;  // RoI index of each loaded entry, ascending
+        for (int64_t next = 0; next < num_rois;) {
+          // Load RoIs in order until the batch holds kBackwardPointBudget points (at least one RoI).
+          batch_rois.clear();
+          int64_t points = 0;
+          while (next < num_rois && (batch_rois.empty() || points < kBackwardPointBudget)) {
+            if (batch.size() <= batch_rois.size()) batch.emplace_back();
+            RoISamples<acc_t>& s = batch[batch_rois.size()];
+            if (s.load(pyramid, rois, levels, next, a.pooled_h, a.pooled_w, a.sampling_ratio,
+                       a.aligned)) {
+              batch_rois.push_back(next);
+              points += static_cast<int64_t>(s.points.size());
             }
-            const int level = samples.level;
-            const acc_t count = backward_count(samples.geometry);
-            for (int64_t c = c_begin; c < c_end; ++c) {
-              acc_t* plane =
-                  pyramid.data[level] + pyramid.plane_offset(level, samples.batch_index, c);
-              const scalar_t* grad_c = grad + (k * a.channels + c) * bins;
-              for (int64_t bin = 0; bin < bins; ++bin) {
-                const acc_t grad_bin = static_cast<acc_t>(grad_c[bin]);
-                for (int64_t s = samples.bin_begin[bin]; s < samples.bin_begin[bin + 1]; ++s) {
-                  const SamplePoint<acc_t>& pt = samples.points[s];
-                  for (int corner = 0; corner < 4; ++corner) {
-                    plane[pt.offset[corner]] += grad_bin * pt.weight[corner] / count;
+            ++next;
+          }
+          at::parallel_for(0, a.channels, kBackwardChannelsPerPass, [&](int64_t c_begin, int64_t c_end) {
+            for (int64_t c0 = c_begin; c0 < c_end; c0 += kBackwardChannelsPerPass) {
+              const int64_t c1 = std::min(c0 + kBackwardChannelsPerPass, c_end);
+              for (size_t i = 0; i < batch_rois.size(); ++i) {
+                const RoISamples<acc_t>& samples = batch[i];
+                const int64_t k = batch_rois[i];
+                const int level = samples.level;
+                const acc_t count = backward_count(samples.geometry);
+                for (int64_t c = c0; c < c1; ++c) {
+                  acc_t* plane =
+                      pyramid.data[level] + pyramid.plane_offset(level, samples.batch_index, c);
+                  const scalar_t* grad_c = grad + (k * a.channels + c) * bins;
+                  for (int64_t bin = 0; bin < bins; ++bin) {
+                    const acc_t grad_bin = static_cast<acc_t>(grad_c[bin]);
+                    for (int64_t p = samples.bin_begin[bin]; p < samples.bin_begin[bin + 1]; ++p) {
+                      const SamplePoint<acc_t>& pt = samples.points[p];
+                      for (int corner = 0; corner < 4; ++corner) {
+                        plane[pt.offset[corner]] += grad_bin * pt.weight[corner] / count;
+                      }
+                    }
                   }
                 }
               }
             }
-          }
-        });
+          });
+        }
       });
 }
 
