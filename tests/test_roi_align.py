@@ -340,3 +340,18 @@ def test_import_from_an_unbuilt_source_tree_says_how_to_fix_it(tmp_path):
     assert result.returncode != 0
     assert "compiled extension (roiops._C) is missing" in result.stderr
     assert "pip install ." in result.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cuda_backward_refuses_deterministic_mode():
+    # The CUDA backward sums with float atomics; under deterministic algorithms it must say so
+    # rather than silently return order-dependent gradients.
+    x, rois = make_case("cuda", torch.float32, 1 / 4)
+    x.requires_grad_()
+    out = roiops.roi_align(x, rois, 7, 1 / 4, 2)
+    torch.use_deterministic_algorithms(True)
+    try:
+        with pytest.raises(RuntimeError, match="_roi_align_backward"):
+            out.sum().backward()
+    finally:
+        torch.use_deterministic_algorithms(False)

@@ -24,6 +24,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <limits>
 #include <vector>
 
 #include "../common/roi_align_math.h"
@@ -257,6 +258,8 @@ at::Tensor forward_cuda(const char* op, const RoIAlignForwardArgs& a) {
   at::Tensor output = at::empty({num_rois, channels, a.pooled_h, a.pooled_w}, first.options());
   if (output.numel() == 0) return output;
 
+  TORCH_CHECK_VALUE(num_rois <= std::numeric_limits<int32_t>::max(), op,
+                    ": at most 2^31 - 1 RoIs per call, got ", num_rois);
   const bool channel_fastest = all_channels_last(a.features);
   const int cpb = channel_fastest ? static_cast<int>(std::min<int64_t>(channels, 128))
                                   : channels_per_block(channels, a.pooled_h * a.pooled_w);
@@ -284,6 +287,8 @@ at::Tensor forward_cuda(const char* op, const RoIAlignForwardArgs& a) {
 void backward_cuda(const char* op, const RoIAlignBackwardArgs& a, std::vector<at::Tensor>& grads) {
   c10::cuda::CUDAGuard device_guard(a.grad.device());
   at::globalContext().alertNotDeterministic(op);  // float atomics: summation order varies
+  TORCH_CHECK_VALUE(a.rois.size(0) <= std::numeric_limits<int32_t>::max(), op,
+                    ": at most 2^31 - 1 RoIs per call, got ", a.rois.size(0));
   const int cpb = channels_per_block(a.channels, a.pooled_h * a.pooled_w);
   const dim3 grid(static_cast<unsigned>(a.rois.size(0)),
                   static_cast<unsigned>(ceil_div<int64_t>(a.channels, cpb)));
