@@ -4,8 +4,8 @@
 // (csrc/cpu/nms_kernel.cpp, csrc/cuda/nms_kernel.cu).
 //
 // Order of results: decreasing score; equal scores keep ascending box index (a stable sort), NaN
-// scores first -- torchvision's order. batched_nms is exact per-class NMS: boxes of different classes
-// never interact, without torchvision's coordinate-offset trick and its float rounding.
+// scores first -- torchvision's order. batched_nms is exact per-class NMS: boxes of different
+// classes never interact, without torchvision's coordinate-offset trick and its float rounding.
 
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -63,7 +63,8 @@ std::tuple<at::Tensor, at::Tensor> keep_in_score_order(const at::Tensor& boxes,
                                                        double iou_threshold, int64_t max_keep) {
   // Reduced precision boxes are compared in float32: exact for the values they hold.
   const at::Tensor b = boxes.scalar_type() == at::kDouble ? boxes : boxes.to(at::kFloat);
-  const at::Tensor order = std::get<1>(scores.sort(/*stable=*/true, /*dim=*/1, /*descending=*/true));
+  const at::Tensor order =
+      std::get<1>(scores.sort(/*stable=*/true, /*dim=*/1, /*descending=*/true));
   at::Tensor perm = order;
   at::Tensor classes_sorted;
   if (classes.defined()) {
@@ -77,13 +78,15 @@ std::tuple<at::Tensor, at::Tensor> keep_in_score_order(const at::Tensor& boxes,
   static const auto greedy =
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("roiops::_nms_greedy", "")
-          .typed<at::Tensor(const at::Tensor&, const std::optional<at::Tensor>&, double, int64_t)>();
+          .typed<at::Tensor(const at::Tensor&, const std::optional<at::Tensor>&, double,
+                            int64_t)>();
   const at::Tensor keep_sorted = greedy.call(
       boxes_sorted,
       classes_sorted.defined() ? std::optional<at::Tensor>(classes_sorted) : std::nullopt,
       iou_threshold, max_keep);
   // Back from class-grouped order to score order.
-  const at::Tensor keep = at::zeros_like(keep_sorted).scatter_(1, perm, keep_sorted).gather(1, order);
+  const at::Tensor keep =
+      at::zeros_like(keep_sorted).scatter_(1, perm, keep_sorted).gather(1, order);
   return {order, keep};
 }
 

@@ -18,13 +18,13 @@ inline at::Tensor check_nms_greedy_args(const at::Tensor& boxes,
   TORCH_CHECK_TYPE(boxes.scalar_type() == at::kFloat || boxes.scalar_type() == at::kDouble,
                    "_nms_greedy: boxes must be float32 or float64, got ", boxes.scalar_type());
   if (!classes.has_value() || !classes->defined()) return at::Tensor();
-  TORCH_CHECK_VALUE(classes->dim() == 2 && classes->size(0) == boxes.size(0) &&
-                        classes->size(1) == boxes.size(1),
-                    "_nms_greedy: classes must be [B, N] like boxes, got shape ", classes->sizes());
+  TORCH_CHECK_VALUE(
+      classes->dim() == 2 && classes->size(0) == boxes.size(0) && classes->size(1) == boxes.size(1),
+      "_nms_greedy: classes must be [B, N] like boxes, got shape ", classes->sizes());
   TORCH_CHECK_TYPE(classes->scalar_type() == at::kLong, "_nms_greedy: classes must be int64, got ",
                    classes->scalar_type());
-  TORCH_CHECK(classes->device() == boxes.device(), "_nms_greedy: classes is on ",
-              classes->device(), " but boxes is on ", boxes.device());
+  TORCH_CHECK(classes->device() == boxes.device(), "_nms_greedy: classes is on ", classes->device(),
+              " but boxes is on ", boxes.device());
   return classes->contiguous();
 }
 

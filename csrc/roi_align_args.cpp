@@ -28,14 +28,15 @@ static void check_levels_and_scales(const char* op, size_t num_levels,
   }
 }
 
-static void check_features(const char* op, at::TensorList features, at::ArrayRef<double> spatial_scales) {
+static void check_features(const char* op, at::TensorList features,
+                           at::ArrayRef<double> spatial_scales) {
   check_levels_and_scales(op, features.size(), spatial_scales);
   const at::Tensor& first = features[0];
   for (size_t l = 0; l < features.size(); ++l) {
     const at::Tensor& f = features[l];
     const char* name = features.size() == 1 ? "input" : "features";
-    TORCH_CHECK_VALUE(f.dim() == 4, op, ": ", name, " must be a 4-D tensor [N, C, H, W], got shape ",
-                      f.sizes());
+    TORCH_CHECK_VALUE(f.dim() == 4, op, ": ", name,
+                      " must be a 4-D tensor [N, C, H, W], got shape ", f.sizes());
     TORCH_CHECK_TYPE(is_supported_dtype(f.scalar_type()), op, ": ", name,
                      " must be float32, float64, float16 or bfloat16, got ", f.scalar_type());
     TORCH_CHECK_VALUE(f.size(2) > 0 && f.size(3) > 0, op, ": ", name,
@@ -44,7 +45,8 @@ static void check_features(const char* op, at::TensorList features, at::ArrayRef
     // Pixel indices are int32 in the kernels; element offsets are int64.
     TORCH_CHECK_VALUE(f.size(2) <= std::numeric_limits<int>::max() / 2 &&
                           f.size(3) <= std::numeric_limits<int>::max() / 2,
-                      op, ": ", name, " height and width must be below 2^30, got shape ", f.sizes());
+                      op, ": ", name, " height and width must be below 2^30, got shape ",
+                      f.sizes());
     if (l == 0) continue;
     TORCH_CHECK_VALUE(f.size(0) == first.size(0) && f.size(1) == first.size(1), op,
                       ": all feature maps must share batch size and channels; level 0 is ",
@@ -59,9 +61,10 @@ static void check_features(const char* op, at::TensorList features, at::ArrayRef
 }
 
 static at::Tensor check_rois(const char* op, const at::Tensor& rois, const at::Tensor& reference) {
-  TORCH_CHECK_VALUE(rois.dim() == 2 && rois.size(1) == 5, op,
-                    ": rois must be a 2-D tensor [K, 5] of (batch_index, x1, y1, x2, y2), got shape ",
-                    rois.sizes());
+  TORCH_CHECK_VALUE(
+      rois.dim() == 2 && rois.size(1) == 5, op,
+      ": rois must be a 2-D tensor [K, 5] of (batch_index, x1, y1, x2, y2), got shape ",
+      rois.sizes());
   TORCH_CHECK(rois.device() == reference.device(), op, ": rois is on ", rois.device(),
               " but the input is on ", reference.device(), "; move both to one device");
   const at::ScalarType input_type = reference.scalar_type();
@@ -75,7 +78,7 @@ static at::Tensor check_rois(const char* op, const at::Tensor& rois, const at::T
 }
 
 static at::Tensor check_levels(const char* op, const std::optional<at::Tensor>& levels,
-                        const at::Tensor& rois) {
+                               const at::Tensor& rois) {
   if (!levels.has_value() || !levels->defined()) return at::Tensor();
   const at::Tensor& lv = *levels;
   TORCH_CHECK_VALUE(lv.dim() == 1 && lv.size(0) == rois.size(0), op,
@@ -83,14 +86,15 @@ static at::Tensor check_levels(const char* op, const std::optional<at::Tensor>& 
                     "]), got shape ", lv.sizes());
   TORCH_CHECK_TYPE(lv.scalar_type() == at::kLong, op, ": levels must be int64, got ",
                    lv.scalar_type());
-  TORCH_CHECK(lv.device() == rois.device(), op, ": levels is on ", lv.device(),
-              " but rois is on ", rois.device());
+  TORCH_CHECK(lv.device() == rois.device(), op, ": levels is on ", lv.device(), " but rois is on ",
+              rois.device());
   return lv.contiguous();
 }
 
-static void check_pooling(const char* op, int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio) {
-  TORCH_CHECK_VALUE(pooled_h > 0 && pooled_w > 0, op,
-                    ": output_size must be positive, got (", pooled_h, ", ", pooled_w, ")");
+static void check_pooling(const char* op, int64_t pooled_h, int64_t pooled_w,
+                          int64_t sampling_ratio) {
+  TORCH_CHECK_VALUE(pooled_h > 0 && pooled_w > 0, op, ": output_size must be positive, got (",
+                    pooled_h, ", ", pooled_w, ")");
   TORCH_CHECK_VALUE(pooled_h <= 4096 && pooled_w <= 4096, op,
                     ": output_size must be at most 4096 per side, got (", pooled_h, ", ", pooled_w,
                     ")");
@@ -100,13 +104,14 @@ static void check_pooling(const char* op, int64_t pooled_h, int64_t pooled_w, in
 }
 
 static at::Tensor check_grad(const char* op, const at::Tensor& grad, const at::Tensor& rois,
-                      int64_t channels, int64_t pooled_h, int64_t pooled_w) {
+                             int64_t channels, int64_t pooled_h, int64_t pooled_w) {
   TORCH_CHECK_VALUE(grad.dim() == 4 && grad.size(0) == rois.size(0) && grad.size(1) == channels &&
                         grad.size(2) == pooled_h && grad.size(3) == pooled_w,
                     op, ": grad must have shape [", rois.size(0), ", ", channels, ", ", pooled_h,
                     ", ", pooled_w, "], got ", grad.sizes());
   TORCH_CHECK_TYPE(is_supported_dtype(grad.scalar_type()), op,
-                   ": grad must be float32, float64, float16 or bfloat16, got ", grad.scalar_type());
+                   ": grad must be float32, float64, float16 or bfloat16, got ",
+                   grad.scalar_type());
   TORCH_CHECK(grad.device() == rois.device(), op, ": grad is on ", grad.device(),
               " but rois is on ", rois.device());
   return grad.contiguous();
@@ -130,23 +135,23 @@ RoIAlignForwardArgs prepare_forward(const char* op, at::TensorList features, con
   return args;
 }
 
-RoIAlignBackwardArgs prepare_backward(const char* op, const at::Tensor& grad, const at::Tensor& rois,
+RoIAlignBackwardArgs prepare_backward(const char* op, const at::Tensor& grad,
+                                      const at::Tensor& rois,
                                       const std::optional<at::Tensor>& levels,
                                       at::ArrayRef<double> spatial_scales, int64_t pooled_h,
                                       int64_t pooled_w, int64_t batch_size, int64_t channels,
                                       at::IntArrayRef heights, at::IntArrayRef widths,
                                       int64_t sampling_ratio, bool aligned) {
   check_levels_and_scales(op, heights.size(), spatial_scales);
-  TORCH_CHECK_VALUE(widths.size() == heights.size(), op, ": got ", heights.size(),
-                    " heights but ", widths.size(), " widths");
+  TORCH_CHECK_VALUE(widths.size() == heights.size(), op, ": got ", heights.size(), " heights but ",
+                    widths.size(), " widths");
   TORCH_CHECK_VALUE(batch_size >= 0 && channels >= 0, op,
                     ": batch_size and channels must be non-negative, got ", batch_size, " and ",
                     channels);
   for (size_t l = 0; l < heights.size(); ++l) {
-    TORCH_CHECK_VALUE(heights[l] > 0 && widths[l] > 0 && heights[l] < (1 << 30) &&
-                          widths[l] < (1 << 30),
-                      op, ": feature map height and width must be in [1, 2^30), got ", heights[l],
-                      " x ", widths[l]);
+    TORCH_CHECK_VALUE(
+        heights[l] > 0 && widths[l] > 0 && heights[l] < (1 << 30) && widths[l] < (1 << 30), op,
+        ": feature map height and width must be in [1, 2^30), got ", heights[l], " x ", widths[l]);
   }
   check_pooling(op, pooled_h, pooled_w, sampling_ratio);
   RoIAlignBackwardArgs args;

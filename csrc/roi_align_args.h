@@ -44,7 +44,8 @@ struct RoIAlignBackwardArgs {
   std::vector<int64_t> heights, widths;
 };
 
-RoIAlignBackwardArgs prepare_backward(const char* op, const at::Tensor& grad, const at::Tensor& rois,
+RoIAlignBackwardArgs prepare_backward(const char* op, const at::Tensor& grad,
+                                      const at::Tensor& rois,
                                       const std::optional<at::Tensor>& levels,
                                       at::ArrayRef<double> spatial_scales, int64_t pooled_h,
                                       int64_t pooled_w, int64_t batch_size, int64_t channels,
@@ -54,12 +55,13 @@ RoIAlignBackwardArgs prepare_backward(const char* op, const at::Tensor& grad, co
 // The four RoIAlign ops of one backend, from its forward and backward launchers: every op checks
 // and normalises its arguments the same way, then runs the backend's multi-level kernel.
 using RoIAlignForwardFn = at::Tensor (*)(const char* op, const RoIAlignForwardArgs&);
-// A backend's backward adds into `grads`: one zeroed accumulator per level, [N, C, H_l, W_l], in the
-// accumulation dtype.
+// A backend's backward adds into `grads`: one zeroed accumulator per level, [N, C, H_l, W_l], in
+// the accumulation dtype.
 using RoIAlignBackwardFn = void (*)(const char* op, const RoIAlignBackwardArgs&,
                                     std::vector<at::Tensor>& grads);
 
-// Allocates the accumulators, runs `backend` and rounds reduced-precision gradients once at the end.
+// Allocates the accumulators, runs `backend` and rounds reduced-precision gradients once at the
+// end.
 std::vector<at::Tensor> run_backward(const char* op, const RoIAlignBackwardArgs& args,
                                      RoIAlignBackwardFn backend);
 
@@ -78,11 +80,11 @@ struct RoIAlignOps {
                                        int64_t batch_size, int64_t channels, int64_t height,
                                        int64_t width, int64_t sampling_ratio, bool aligned) {
     constexpr const char* op = "_roi_align_backward";
-    return run_backward(op,
-                        prepare_backward(op, grad, rois, std::nullopt, {spatial_scale}, pooled_h,
-                                         pooled_w, batch_size, channels, {height}, {width},
-                                         sampling_ratio, aligned),
-                        backward)[0];
+    return run_backward(
+        op,
+        prepare_backward(op, grad, rois, std::nullopt, {spatial_scale}, pooled_h, pooled_w,
+                         batch_size, channels, {height}, {width}, sampling_ratio, aligned),
+        backward)[0];
   }
 
   static at::Tensor multi_scale(at::TensorList features, const at::Tensor& rois,
@@ -100,11 +102,11 @@ struct RoIAlignOps {
       int64_t channels, at::IntArrayRef heights, at::IntArrayRef widths, int64_t sampling_ratio,
       bool aligned) {
     constexpr const char* op = "_multi_scale_roi_align_backward";
-    return run_backward(op,
-                        prepare_backward(op, grad, rois, levels, scales, pooled_h, pooled_w,
-                                         batch_size, channels, heights, widths, sampling_ratio,
-                                         aligned),
-                        backward);
+    return run_backward(
+        op,
+        prepare_backward(op, grad, rois, levels, scales, pooled_h, pooled_w, batch_size, channels,
+                         heights, widths, sampling_ratio, aligned),
+        backward);
   }
 };
 

@@ -39,7 +39,8 @@ TORCH_LIBRARY(roiops, m) {
   // RoIAlign over several feature maps at once: RoI k is pooled from features[levels[k]] with
   // spatial_scales[levels[k]]. One launch for all levels and images; rows stay in input order.
   m.def(
-      "multi_scale_roi_align(Tensor[] features, Tensor rois, Tensor levels, float[] spatial_scales, "
+      "multi_scale_roi_align(Tensor[] features, Tensor rois, Tensor levels, float[] "
+      "spatial_scales, "
       "SymInt pooled_height, SymInt pooled_width, int sampling_ratio, bool aligned) -> Tensor");
   m.def(
       "_multi_scale_roi_align_backward(Tensor grad, Tensor rois, Tensor levels, "
@@ -52,7 +53,8 @@ TORCH_LIBRARY(roiops, m) {
       "assign_levels(Tensor boxes, int k_min, int k_max, float canonical_scale, "
       "float canonical_level, float eps) -> Tensor");
 
-  // Non-maximum suppression, torchvision's signatures and results. Kept indices by decreasing score.
+  // Non-maximum suppression, torchvision's signatures and results. Kept indices by decreasing
+  // score.
   m.def("nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor");
   m.def("batched_nms(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold) -> Tensor");
   // Fixed-size, sync-free: per image the first max_output kept indices (padded with -1) and their
@@ -75,7 +77,8 @@ TORCH_LIBRARY(roiops, m) {
   m.def("encode_boxes(Tensor reference_boxes, Tensor proposals, float[] weights) -> Tensor");
   m.def("box_iou(Tensor boxes1, Tensor boxes2) -> Tensor");
   // Anchors of every level, rows ordered (level, y, x, anchor), one copy per image:
-  // [num_images, sum_l H_l * W_l * A_l, 4]. cell_anchors: the A_l cell anchors of each level, stacked.
+  // [num_images, sum_l H_l * W_l * A_l, 4]. cell_anchors: the A_l cell anchors of each level,
+  // stacked.
   m.def(
       "grid_anchors(Tensor cell_anchors, int[] anchors_per_level, SymInt[] grid_heights, "
       "SymInt[] grid_widths, SymInt[] stride_heights, SymInt[] stride_widths, SymInt num_images) "

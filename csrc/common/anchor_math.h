@@ -13,9 +13,9 @@ namespace anchor_math {
 constexpr int kMaxLevels = 8;
 
 struct AnchorLevels {
-  int64_t row_begin[kMaxLevels + 1];   // first output row of each level; [num_levels] = total
-  int64_t cell_begin[kMaxLevels];      // first cell anchor of each level
-  int64_t anchors[kMaxLevels];         // A_l
+  int64_t row_begin[kMaxLevels + 1];  // first output row of each level; [num_levels] = total
+  int64_t cell_begin[kMaxLevels];     // first cell anchor of each level
+  int64_t anchors[kMaxLevels];        // A_l
   int64_t grid_w[kMaxLevels];
   int64_t stride_h[kMaxLevels];
   int64_t stride_w[kMaxLevels];

@@ -1,8 +1,9 @@
 // Box arithmetic shared by the CPU and CUDA kernels: IoU (NMS and box_iou), box coding, anchors.
 //
 // Each formula reproduces torchvision's operation order. Products use mul_exact(): on the GPU nvcc
-// would otherwise fuse `a + b * c` into one FMA (rounding once instead of twice), and the CUDA kernels
-// would disagree with the CPU ones -- and with torchvision, whose elementwise ops never fuse.
+// would otherwise fuse `a + b * c` into one FMA (rounding once instead of twice), and the CUDA
+// kernels would disagree with the CPU ones -- and with torchvision, whose elementwise ops never
+// fuse.
 #pragma once
 
 #include <math.h>
@@ -83,7 +84,7 @@ ROIOPS_HOST_DEVICE ROIOPS_INLINE T pair_iou(const T* a, T area_a, const T* b, T 
   return inter / (area_a + area_b - inter);
 }
 
-// --- Box coding (Faster R-CNN parametrisation; torchvision BoxCoder) ------------------------------
+// --- Box coding (Faster R-CNN parametrisation; torchvision BoxCoder) ---
 // Decoding is split around the exponential: the CPU takes exp from ATen (so that its results are
 // the very bits torch.exp gives torchvision), the GPU calls expf/exp in between.
 

@@ -1,6 +1,7 @@
-// The feature maps a (multi-level) RoIAlign samples from, packed into one small struct that is passed
-// by value to the CUDA kernels and used as is by the CPU loops. roi_align is the one-level case; the
-// multi-scale op gives each RoI a level index into this table, so one launch serves every FPN level.
+// The feature maps a (multi-level) RoIAlign samples from, packed into one small struct that is
+// passed by value to the CUDA kernels and used as is by the CPU loops. roi_align is the one-level
+// case; the multi-scale op gives each RoI a level index into this table, so one launch serves every
+// FPN level.
 #pragma once
 
 #include <cstdint>

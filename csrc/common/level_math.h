@@ -6,6 +6,7 @@
 #pragma once
 
 #include <math.h>
+
 #include <cstdint>
 
 #include "macros.h"
@@ -18,8 +19,8 @@ namespace level_math {
 // roiops returns this sentinel, and the multi-scale pooler gives such RoIs a zero row on purpose.
 constexpr int64_t kNoLevel = -1;
 
-// Float math in the box dtype on host and device alike (an unqualified sqrt(float) may resolve to the
-// C double version on the host and change the rounding).
+// Float math in the box dtype on host and device alike (an unqualified sqrt(float) may resolve to
+// the C double version on the host and change the rounding).
 ROIOPS_HOST_DEVICE ROIOPS_INLINE float fp_sqrt(float v) { return sqrtf(v); }
 ROIOPS_HOST_DEVICE ROIOPS_INLINE double fp_sqrt(double v) { return sqrt(v); }
 ROIOPS_HOST_DEVICE ROIOPS_INLINE float fp_log2(float v) { return log2f(v); }
@@ -33,7 +34,7 @@ ROIOPS_HOST_DEVICE ROIOPS_INLINE int64_t fpn_level(T x1, T y1, T x2, T y2, T can
                                                    int64_t k_max) {
   const T area = (x2 - x1) * (y2 - y1);
   const T level = fp_floor(canonical_level + fp_log2(fp_sqrt(area) / canonical_scale) + eps);
-  if (level != level) return kNoLevel;  // NaN
+  if (level != level) return kNoLevel;           // NaN
   if (level <= static_cast<T>(k_min)) return 0;  // also log2(0) = -inf for empty boxes
   if (level >= static_cast<T>(k_max)) return k_max - k_min;
   return static_cast<int64_t>(level) - k_min;

@@ -51,12 +51,13 @@ ROIOPS_HOST_DEVICE ROIOPS_INLINE int sampling_grid(int sampling_ratio, T roi_ext
 }
 
 // Box (x1, y1, x2, y2) in image coordinates -> geometry on a map `spatial_scale` times smaller.
-// `aligned` shifts by half a pixel so that pixel centres line up (Detectron2's fix); without it, RoIs
-// are at least one pixel wide, as in the original Mask R-CNN implementation.
+// `aligned` shifts by half a pixel so that pixel centres line up (Detectron2's fix); without it,
+// RoIs are at least one pixel wide, as in the original Mask R-CNN implementation.
 template <typename T>
-ROIOPS_HOST_DEVICE ROIOPS_INLINE RoIGeometry<T> roi_geometry(T x1, T y1, T x2, T y2, T spatial_scale,
-                                                             int pooled_h, int pooled_w,
-                                                             int sampling_ratio, bool aligned) {
+ROIOPS_HOST_DEVICE ROIOPS_INLINE RoIGeometry<T> roi_geometry(T x1, T y1, T x2, T y2,
+                                                             T spatial_scale, int pooled_h,
+                                                             int pooled_w, int sampling_ratio,
+                                                             bool aligned) {
   const T offset = aligned ? T(0.5) : T(0);
   RoIGeometry<T> g;
   g.start_w = x1 * spatial_scale - offset;
@@ -95,8 +96,8 @@ ROIOPS_HOST_DEVICE ROIOPS_INLINE T sample_coord(T start, T bin, int grid, int p,
   return start + static_cast<T>(p) * bin + static_cast<T>(i + .5f) * bin / static_cast<T>(grid);
 }
 
-// One axis of a bilinear sample: the two neighbouring pixel indices and the distance from the lower.
-// low < 0 marks a sample outside [-1, size], which contributes zero.
+// One axis of a bilinear sample: the two neighbouring pixel indices and the distance from the
+// lower. low < 0 marks a sample outside [-1, size], which contributes zero.
 template <typename T>
 struct AxisTap {
   int low;
@@ -141,10 +142,10 @@ ROIOPS_HOST_DEVICE ROIOPS_INLINE BilinearWeights<T> bilinear_weights(const AxisT
   return {hy * hx, hy * lx, ly * hx, ly * lx};
 }
 
-// Smallest i in [0, grid] whose sample has passed `bound` (c >= bound, or c > bound if `strict`; the
-// mirror image when the samples decrease). Sample coordinates are monotone in i for finite start and
-// bin -- every operation in sample_coord is monotone and rounding preserves order -- so bisection
-// with the very same expression equals a linear scan.
+// Smallest i in [0, grid] whose sample has passed `bound` (c >= bound, or c > bound if `strict`;
+// the mirror image when the samples decrease). Sample coordinates are monotone in i for finite
+// start and bin -- every operation in sample_coord is monotone and rounding preserves order -- so
+// bisection with the very same expression equals a linear scan.
 template <typename T>
 ROIOPS_HOST_DEVICE ROIOPS_INLINE int first_sample_past(T start, T bin, int grid, int p, T bound,
                                                        bool strict) {
@@ -153,8 +154,8 @@ ROIOPS_HOST_DEVICE ROIOPS_INLINE int first_sample_past(T start, T bin, int grid,
   while (lo < hi) {
     const int mid = lo + (hi - lo) / 2;
     const T c = sample_coord(start, bin, grid, p, mid);
-    const bool past = increasing ? (strict ? c > bound : c >= bound)
-                                 : (strict ? c < bound : c <= bound);
+    const bool past =
+        increasing ? (strict ? c > bound : c >= bound) : (strict ? c < bound : c <= bound);
     if (past) {
       hi = mid;
     } else {

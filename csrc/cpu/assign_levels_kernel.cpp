@@ -33,8 +33,6 @@ at::Tensor assign_levels_cpu(const at::Tensor& boxes, int64_t k_min, int64_t k_m
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(roiops, CPU, m) {
-  m.impl("assign_levels", &assign_levels_cpu);
-}
+TORCH_LIBRARY_IMPL(roiops, CPU, m) { m.impl("assign_levels", &assign_levels_cpu); }
 
 }  // namespace roiops

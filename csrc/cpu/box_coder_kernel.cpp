@@ -81,12 +81,9 @@ at::Tensor decode_boxes_cpu(const at::Tensor& rel_codes, const at::Tensor& boxes
   return out;
 }
 
-std::tuple<at::Tensor, at::Tensor> decode_clip_boxes_cpu(const at::Tensor& rel_codes,
-                                                         const at::Tensor& boxes,
-                                                         at::ArrayRef<double> weights,
-                                                         double bbox_xform_clip,
-                                                         int64_t image_height, int64_t image_width,
-                                                         double min_size) {
+std::tuple<at::Tensor, at::Tensor> decode_clip_boxes_cpu(
+    const at::Tensor& rel_codes, const at::Tensor& boxes, at::ArrayRef<double> weights,
+    double bbox_xform_clip, int64_t image_height, int64_t image_width, double min_size) {
   check_decode_args("decode_clip_boxes", rel_codes, boxes, weights);
   const at::Tensor codes = rel_codes.contiguous(), ref = boxes.contiguous();
   at::Tensor out = at::empty_like(codes);

@@ -77,8 +77,6 @@ at::Tensor nms_greedy_cpu(const at::Tensor& boxes, const std::optional<at::Tenso
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(roiops, CPU, m) {
-  m.impl("_nms_greedy", &nms_greedy_cpu);
-}
+TORCH_LIBRARY_IMPL(roiops, CPU, m) { m.impl("_nms_greedy", &nms_greedy_cpu); }
 
 }  // namespace roiops

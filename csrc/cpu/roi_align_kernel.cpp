@@ -77,8 +77,8 @@ struct RoISamples {
     return true;
   }
 
-  void build(const RoIGeometry<acc_t>& g, int height, int width, int64_t stride_h,
-             int64_t stride_w, int pooled_h, int pooled_w) {
+  void build(const RoIGeometry<acc_t>& g, int height, int width, int64_t stride_h, int64_t stride_w,
+             int pooled_h, int pooled_w) {
     axis_taps(g.start_h, g.bin_h, g.grid_h, pooled_h, height, y_taps, y_begin);
     axis_taps(g.start_w, g.bin_w, g.grid_w, pooled_w, width, x_taps, x_begin);
     points.clear();
@@ -92,11 +92,10 @@ struct RoISamples {
             const AxisTap<acc_t>& tx = x_taps[ix];
             if (ty.low < 0 || tx.low < 0) continue;
             const BilinearWeights<acc_t> w = bilinear_weights(ty, tx);
-            points.push_back({{ty.low * stride_h + tx.low * stride_w,
-                               ty.low * stride_h + tx.high * stride_w,
-                               ty.high * stride_h + tx.low * stride_w,
-                               ty.high * stride_h + tx.high * stride_w},
-                              {w.w1, w.w2, w.w3, w.w4}});
+            points.push_back(
+                {{ty.low * stride_h + tx.low * stride_w, ty.low * stride_h + tx.high * stride_w,
+                  ty.high * stride_h + tx.low * stride_w, ty.high * stride_h + tx.high * stride_w},
+                 {w.w1, w.w2, w.w3, w.w4}});
           }
         }
       }
@@ -113,8 +112,7 @@ void check_indices(const char* op, const acc_t* rois, const int64_t* levels, int
     const acc_t b = rois[5 * k];
     // Truncation toward zero (torchvision's int cast) must land in [0, N); NaN fails both tests.
     TORCH_CHECK_VALUE(b > acc_t(-1) && b < static_cast<acc_t>(batch), op, ": rois[", k,
-                      ", 0] = ", b, " is not a batch index of the input (batch size ", batch,
-                      ")");
+                      ", 0] = ", b, " is not a batch index of the input (batch size ", batch, ")");
     if (levels != nullptr) {
       TORCH_CHECK_VALUE(levels[k] >= level_math::kNoLevel && levels[k] < num_levels, op,
                         ": levels[", k, "] = ", levels[k], " is not a level index; expected [0, ",
@@ -128,8 +126,8 @@ void check_indices(const char* op, const acc_t* rois, const int64_t* levels, int
 // all C planes of them -- still in cache (box-head case, 2-core CPU: 259 -> 140-190 ms, noisy).
 // Outputs are independent, so the order changes no result.
 template <typename scalar_t, typename acc_t>
-std::vector<int64_t> spatial_order(const FeaturePyramid<scalar_t, acc_t>& pyramid, const acc_t* rois,
-                                   const int64_t* levels, int64_t num_rois) {
+std::vector<int64_t> spatial_order(const FeaturePyramid<scalar_t, acc_t>& pyramid,
+                                   const acc_t* rois, const int64_t* levels, int64_t num_rois) {
   constexpr double kBandRows = 32;
   auto finite = [](double v) { return v == v ? v : std::numeric_limits<double>::infinity(); };
   std::vector<std::tuple<int64_t, double, double, double>> keys(num_rois);
@@ -205,8 +203,8 @@ at::Tensor forward_cpu(const char* op, const RoIAlignForwardArgs& a) {
 // Backward: each thread owns a range of channels and adds RoI after RoI in index order, which is
 // torchvision's summation order per gradient plane (bit-identical sums). RoIs are scattered a few
 // channels at a time, so the planes being written (8 x H x W) stay in the cache instead of
-// every RoI touching its footprint in all of the thread's planes; the samples of a batch of RoIs are
-// built once and shared by all threads.
+// every RoI touching its footprint in all of the thread's planes; the samples of a batch of RoIs
+// are built once and shared by all threads.
 constexpr int64_t kBackwardChannelsPerPass = 8;
 constexpr int64_t kBackwardPointBudget = int64_t{1} << 20;  // sample points per batch of RoIs
 
@@ -225,7 +223,8 @@ void backward_cpu(const char* op, const RoIAlignBackwardArgs& a, std::vector<at:
         std::vector<RoISamples<acc_t>> batch;
         std::vector<int64_t> batch_rois;  // RoI index of each loaded entry, ascending
         for (int64_t next = 0; next < num_rois;) {
-          // Load RoIs in order until the batch holds kBackwardPointBudget points (at least one RoI).
+          // Load RoIs in order until the batch holds kBackwardPointBudget points (at least one
+          // RoI).
           batch_rois.clear();
           int64_t points = 0;
           while (next < num_rois && (batch_rois.empty() || points < kBackwardPointBudget)) {
@@ -238,39 +237,39 @@ void backward_cpu(const char* op, const RoIAlignBackwardArgs& a, std::vector<at:
             }
             ++next;
           }
-          at::parallel_for(0, a.channels, kBackwardChannelsPerPass, [&](int64_t c_begin, int64_t c_end) {
-            for (int64_t c0 = c_begin; c0 < c_end; c0 += kBackwardChannelsPerPass) {
-              const int64_t c1 = std::min(c0 + kBackwardChannelsPerPass, c_end);
-              for (size_t i = 0; i < batch_rois.size(); ++i) {
-                const RoISamples<acc_t>& samples = batch[i];
-                const int64_t k = batch_rois[i];
-                const int level = samples.level;
-                const acc_t count = backward_count(samples.geometry);
-                for (int64_t c = c0; c < c1; ++c) {
-                  acc_t* plane =
-                      pyramid.data[level] + pyramid.plane_offset(level, samples.batch_index, c);
-                  const scalar_t* grad_c = grad + (k * a.channels + c) * bins;
-                  for (int64_t bin = 0; bin < bins; ++bin) {
-                    const acc_t grad_bin = static_cast<acc_t>(grad_c[bin]);
-                    for (int64_t p = samples.bin_begin[bin]; p < samples.bin_begin[bin + 1]; ++p) {
-                      const SamplePoint<acc_t>& pt = samples.points[p];
-                      for (int corner = 0; corner < 4; ++corner) {
-                        plane[pt.offset[corner]] += grad_bin * pt.weight[corner] / count;
+          at::parallel_for(
+              0, a.channels, kBackwardChannelsPerPass, [&](int64_t c_begin, int64_t c_end) {
+                for (int64_t c0 = c_begin; c0 < c_end; c0 += kBackwardChannelsPerPass) {
+                  const int64_t c1 = std::min(c0 + kBackwardChannelsPerPass, c_end);
+                  for (size_t i = 0; i < batch_rois.size(); ++i) {
+                    const RoISamples<acc_t>& samples = batch[i];
+                    const int64_t k = batch_rois[i];
+                    const int level = samples.level;
+                    const acc_t count = backward_count(samples.geometry);
+                    for (int64_t c = c0; c < c1; ++c) {
+                      acc_t* plane =
+                          pyramid.data[level] + pyramid.plane_offset(level, samples.batch_index, c);
+                      const scalar_t* grad_c = grad + (k * a.channels + c) * bins;
+                      for (int64_t bin = 0; bin < bins; ++bin) {
+                        const acc_t grad_bin = static_cast<acc_t>(grad_c[bin]);
+                        for (int64_t p = samples.bin_begin[bin]; p < samples.bin_begin[bin + 1];
+                             ++p) {
+                          const SamplePoint<acc_t>& pt = samples.points[p];
+                          for (int corner = 0; corner < 4; ++corner) {
+                            plane[pt.offset[corner]] += grad_bin * pt.weight[corner] / count;
+                          }
+                        }
                       }
                     }
                   }
                 }
-              }
-            }
-          });
+              });
         }
       });
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(roiops, CPU, m) {
-  register_roi_align_kernels<&forward_cpu, &backward_cpu>(m);
-}
+TORCH_LIBRARY_IMPL(roiops, CPU, m) { register_roi_align_kernels<&forward_cpu, &backward_cpu>(m); }
 
 }  // namespace roiops

@@ -46,8 +46,6 @@ at::Tensor assign_levels_cuda(const at::Tensor& boxes, int64_t k_min, int64_t k_
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(roiops, CUDA, m) {
-  m.impl("assign_levels", &assign_levels_cuda);
-}
+TORCH_LIBRARY_IMPL(roiops, CUDA, m) { m.impl("assign_levels", &assign_levels_cuda); }
 
 }  // namespace roiops

@@ -77,8 +77,9 @@ void launch_decode(const at::Tensor& codes, const at::Tensor& ref, at::ArrayRef<
     using T = scalar_t;
     decode_kernel<T><<<blocks, kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
         codes.data_ptr<T>(), ref.data_ptr<T>(), n, k, to_weights<T>(weights), static_cast<T>(clip),
-        image_hw ? static_cast<T>(image_hw[0]) : T(0), image_hw ? static_cast<T>(image_hw[1]) : T(0),
-        static_cast<T>(min_size), out.data_ptr<T>(), keep ? keep->data_ptr<bool>() : nullptr);
+        image_hw ? static_cast<T>(image_hw[0]) : T(0),
+        image_hw ? static_cast<T>(image_hw[1]) : T(0), static_cast<T>(min_size), out.data_ptr<T>(),
+        keep ? keep->data_ptr<bool>() : nullptr);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
@@ -93,12 +94,9 @@ at::Tensor decode_boxes_cuda(const at::Tensor& rel_codes, const at::Tensor& boxe
   return out;
 }
 
-std::tuple<at::Tensor, at::Tensor> decode_clip_boxes_cuda(const at::Tensor& rel_codes,
-                                                          const at::Tensor& boxes,
-                                                          at::ArrayRef<double> weights,
-                                                          double bbox_xform_clip,
-                                                          int64_t image_height,
-                                                          int64_t image_width, double min_size) {
+std::tuple<at::Tensor, at::Tensor> decode_clip_boxes_cuda(
+    const at::Tensor& rel_codes, const at::Tensor& boxes, at::ArrayRef<double> weights,
+    double bbox_xform_clip, int64_t image_height, int64_t image_width, double min_size) {
   check_decode_args("decode_clip_boxes", rel_codes, boxes, weights);
   c10::cuda::CUDAGuard device_guard(rel_codes.device());
   const at::Tensor codes = rel_codes.contiguous(), ref = boxes.contiguous();

@@ -41,8 +41,6 @@ at::Tensor box_iou_cuda(const at::Tensor& boxes1, const at::Tensor& boxes2) {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(roiops, CUDA, m) {
-  m.impl("box_iou", &box_iou_cuda);
-}
+TORCH_LIBRARY_IMPL(roiops, CUDA, m) { m.impl("box_iou", &box_iou_cuda); }
 
 }  // namespace roiops

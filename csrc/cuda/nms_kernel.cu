@@ -4,7 +4,8 @@
 // One block owns one segment at a time (blocks stride over segments; the segment count stays on the
 // device). It walks the segment's boxes, sorted by decreasing score, in tiles of 64 candidates:
 //   1. all threads test the tile's candidates against the boxes kept from earlier tiles;
-//   2. 64 threads build the tile's 64x64 suppression bitmask (row c: later boxes that c suppresses);
+//   2. 64 threads build the tile's 64x64 suppression bitmask (row c: later boxes that c
+//   suppresses);
 //   3. one thread resolves the tile in score order with bit operations, appends survivors to the
 //      segment's kept list and stops once max_keep boxes are kept (early exit).
 // This is torchvision's greedy order exactly; the IoU test is box_math::iou_above, shared with the
@@ -58,9 +59,10 @@ __global__ void segment_starts_kernel(const int32_t* __restrict__ head,
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
     nms_segments_kernel(const T* __restrict__ boxes, const int64_t* __restrict__ classes,
-                        const int64_t* __restrict__ starts, const int64_t* __restrict__ num_segments,
-                        double threshold, int64_t max_keep, T* __restrict__ kept_boxes,
-                        T* __restrict__ kept_areas, bool* __restrict__ keep) {
+                        const int64_t* __restrict__ starts,
+                        const int64_t* __restrict__ num_segments, double threshold,
+                        int64_t max_keep, T* __restrict__ kept_boxes, T* __restrict__ kept_areas,
+                        bool* __restrict__ keep) {
   __shared__ T tile[kTile][4];
   __shared__ T tile_area[kTile];
   __shared__ unsigned long long tile_mask[kTile];
@@ -165,8 +167,6 @@ at::Tensor nms_greedy_cuda(const at::Tensor& boxes, const std::optional<at::Tens
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(roiops, CUDA, m) {
-  m.impl("_nms_greedy", &nms_greedy_cuda);
-}
+TORCH_LIBRARY_IMPL(roiops, CUDA, m) { m.impl("_nms_greedy", &nms_greedy_cuda); }
 
 }  // namespace roiops

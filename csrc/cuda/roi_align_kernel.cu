@@ -2,19 +2,20 @@
 //
 // One block per (RoI, chunk of channels). The RoI's geometry is computed once per block and the
 // bilinear taps of its bins are separable -- the y taps depend only on (ph, iy), the x taps only on
-// (pw, ix) -- so the block stores PH*grid_h + PW*grid_w taps in shared memory instead of every thread
-// recomputing PH*PW*grid_h*grid_w of them (torchvision's per-output kernel recomputes all of them for
-// every channel). Threads then walk the chunk's outputs:
+// (pw, ix) -- so the block stores PH*grid_h + PW*grid_w taps in shared memory instead of every
+// thread recomputing PH*PW*grid_h*grid_w of them (torchvision's per-output kernel recomputes all of
+// them for every channel). Threads then walk the chunk's outputs:
 //   * channel-first maps (NCHW): consecutive threads take consecutive bins of one channel, so the
 //     gathers of a warp fall in one small window of one plane and the output writes are contiguous;
-//   * channels-last maps (NHWC, stride_c == 1): consecutive threads take consecutive channels of one
+//   * channels-last maps (NHWC, stride_c == 1): consecutive threads take consecutive channels of
+//   one
 //     bin, so every gather of a warp is one contiguous row of channels -- no copy to NCHW needed.
-// A RoI whose grid would not fit in shared memory (huge box, adaptive grid) computes taps per thread,
-// visiting only the samples inside the map (bisection, see roi_align_math.h).
+// A RoI whose grid would not fit in shared memory (huge box, adaptive grid) computes taps per
+// thread, visiting only the samples inside the map (bisection, see roi_align_math.h).
 //
-// A batch index outside [0, N) or a level index outside [0, L) -- such as assign_levels' -1 for a box
-// with no defined level -- gives a zero output row and no gradient: checking on the host would cost a
-// device sync, and no memory outside the maps is touched.
+// A batch index outside [0, N) or a level index outside [0, L) -- such as assign_levels' -1 for a
+// box with no defined level -- gives a zero output row and no gradient: checking on the host would
+// cost a device sync, and no memory outside the maps is touched.
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -42,7 +43,8 @@ constexpr int kThreads = 256;
 // adaptive grids of 36 (boxes ~250 pixels on the level they are pooled from).
 constexpr int kMaxSharedTaps = 512;
 
-// Block (k, y) owns channels [y * channels_per_block, ...) of RoI k: outputs [cn, PH, PW], contiguous.
+// Block (k, y) owns channels [y * channels_per_block, ...) of RoI k: outputs [cn, PH, PW],
+// contiguous.
 struct BlockSlice {
   int64_t roi;
   int64_t first_channel;
@@ -92,22 +94,22 @@ __device__ __forceinline__ bool read_roi(const FeaturePyramid<scalar_t, acc_t>& 
   return true;
 }
 
-// Fills the block's shared taps if they fit. The decision depends on the RoI only, so it is the same
-// for every thread and the barrier is reached by all of them.
+// Fills the block's shared taps if they fit. The decision depends on the RoI only, so it is the
+// same for every thread and the barrier is reached by all of them.
 template <typename acc_t>
 __device__ __forceinline__ bool fill_shared_taps(const RoIGeometry<acc_t>& g, int height, int width,
-                                                 int pooled_h, int pooled_w,
-                                                 AxisTap<acc_t>* y_taps, AxisTap<acc_t>* x_taps) {
+                                                 int pooled_h, int pooled_w, AxisTap<acc_t>* y_taps,
+                                                 AxisTap<acc_t>* x_taps) {
   const int64_t ny = static_cast<int64_t>(pooled_h) * g.grid_h;
   const int64_t nx = static_cast<int64_t>(pooled_w) * g.grid_w;
   if (ny > kMaxSharedTaps || nx > kMaxSharedTaps) return false;
   for (int i = threadIdx.x; i < ny; i += blockDim.x) {
-    y_taps[i] = axis_tap(sample_coord(g.start_h, g.bin_h, g.grid_h, i / g.grid_h, i % g.grid_h),
-                         height);
+    y_taps[i] =
+        axis_tap(sample_coord(g.start_h, g.bin_h, g.grid_h, i / g.grid_h, i % g.grid_h), height);
   }
   for (int i = threadIdx.x; i < nx; i += blockDim.x) {
-    x_taps[i] = axis_tap(sample_coord(g.start_w, g.bin_w, g.grid_w, i / g.grid_w, i % g.grid_w),
-                         width);
+    x_taps[i] =
+        axis_tap(sample_coord(g.start_w, g.bin_w, g.grid_w, i / g.grid_w, i % g.grid_w), width);
   }
   __syncthreads();
   return true;
@@ -167,7 +169,8 @@ __global__ void __launch_bounds__(kThreads)
     return;  // uniform across the block: no thread reaches the barrier below
   }
   const int height = pyr.height[r.level], width = pyr.width[r.level];
-  r.taps_in_shared = fill_shared_taps(r.geometry, height, width, pooled_h, pooled_w, y_taps, x_taps);
+  r.taps_in_shared =
+      fill_shared_taps(r.geometry, height, width, pooled_h, pooled_w, y_taps, x_taps);
   const acc_t count = forward_count(r.geometry);
   const int64_t sy = pyr.stride_h[r.level], sx = pyr.stride_w[r.level];
 
@@ -194,13 +197,11 @@ __global__ void __launch_bounds__(kThreads)
 // Scatters grad [K, C, PH, PW] into per-level accumulators [N, C, H_l, W_l] (float or double) with
 // atomics, four per sample, as torchvision does.
 template <typename scalar_t>
-__global__ void __launch_bounds__(kThreads)
-    roi_align_backward_kernel(const scalar_t* __restrict__ grad,
-                              const at::opmath_type<scalar_t>* __restrict__ rois,
-                              const int64_t* __restrict__ levels,
-                              const FeaturePyramid<at::opmath_type<scalar_t>, at::opmath_type<scalar_t>> pyr,
-                              int pooled_h, int pooled_w, int sampling_ratio, bool aligned,
-                              int channels_per_block) {
+__global__ void __launch_bounds__(kThreads) roi_align_backward_kernel(
+    const scalar_t* __restrict__ grad, const at::opmath_type<scalar_t>* __restrict__ rois,
+    const int64_t* __restrict__ levels,
+    const FeaturePyramid<at::opmath_type<scalar_t>, at::opmath_type<scalar_t>> pyr, int pooled_h,
+    int pooled_w, int sampling_ratio, bool aligned, int channels_per_block) {
   using acc_t = at::opmath_type<scalar_t>;
   __shared__ AxisTap<acc_t> y_taps[kMaxSharedTaps];
   __shared__ AxisTap<acc_t> x_taps[kMaxSharedTaps];
@@ -212,7 +213,8 @@ __global__ void __launch_bounds__(kThreads)
   BlockRoI<acc_t> r;
   if (!read_roi(pyr, rois, levels, w.roi, pooled_h, pooled_w, sampling_ratio, aligned, &r)) return;
   const int height = pyr.height[r.level], width = pyr.width[r.level];
-  r.taps_in_shared = fill_shared_taps(r.geometry, height, width, pooled_h, pooled_w, y_taps, x_taps);
+  r.taps_in_shared =
+      fill_shared_taps(r.geometry, height, width, pooled_h, pooled_w, y_taps, x_taps);
   const acc_t count = backward_count(r.geometry);
   const int64_t sy = pyr.stride_h[r.level], sx = pyr.stride_w[r.level];
 
@@ -263,7 +265,8 @@ at::Tensor forward_cuda(const char* op, const RoIAlignForwardArgs& a) {
   const bool channel_fastest = all_channels_last(a.features);
   const int cpb = channel_fastest ? static_cast<int>(std::min<int64_t>(channels, 128))
                                   : channels_per_block(channels, a.pooled_h * a.pooled_w);
-  const dim3 grid(static_cast<unsigned>(num_rois), static_cast<unsigned>(ceil_div<int64_t>(channels, cpb)));
+  const dim3 grid(static_cast<unsigned>(num_rois),
+                  static_cast<unsigned>(ceil_div<int64_t>(channels, cpb)));
   TORCH_CHECK(grid.y <= 65535, op, ": too many channels (", channels, ")");
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
 
@@ -275,10 +278,9 @@ at::Tensor forward_cuda(const char* op, const RoIAlignForwardArgs& a) {
         const int64_t* levels = a.levels.defined() ? a.levels.data_ptr<int64_t>() : nullptr;
         auto kernel = channel_fastest ? roi_align_forward_kernel<scalar_t, true>
                                       : roi_align_forward_kernel<scalar_t, false>;
-        kernel<<<grid, kThreads, 0, stream>>>(pyramid, rois, levels, static_cast<int>(a.pooled_h),
-                                              static_cast<int>(a.pooled_w),
-                                              static_cast<int>(a.sampling_ratio), a.aligned, cpb,
-                                              output.data_ptr<scalar_t>());
+        kernel<<<grid, kThreads, 0, stream>>>(
+            pyramid, rois, levels, static_cast<int>(a.pooled_h), static_cast<int>(a.pooled_w),
+            static_cast<int>(a.sampling_ratio), a.aligned, cpb, output.data_ptr<scalar_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
   return output;
@@ -294,16 +296,17 @@ void backward_cuda(const char* op, const RoIAlignBackwardArgs& a, std::vector<at
                   static_cast<unsigned>(ceil_div<int64_t>(a.channels, cpb)));
   TORCH_CHECK(grid.y <= 65535, op, ": too many channels (", a.channels, ")");
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.grad.scalar_type(), "roi_align_backward_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const auto pyramid = make_pyramid<acc_t, acc_t>(grads, a.spatial_scales);
-    const int64_t* levels = a.levels.defined() ? a.levels.data_ptr<int64_t>() : nullptr;
-    roi_align_backward_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(
-        a.grad.data_ptr<scalar_t>(), a.rois.data_ptr<acc_t>(), levels, pyramid,
-        static_cast<int>(a.pooled_h), static_cast<int>(a.pooled_w),
-        static_cast<int>(a.sampling_ratio), a.aligned, cpb);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, a.grad.scalar_type(), "roi_align_backward_cuda", [&] {
+        using acc_t = at::opmath_type<scalar_t>;
+        const auto pyramid = make_pyramid<acc_t, acc_t>(grads, a.spatial_scales);
+        const int64_t* levels = a.levels.defined() ? a.levels.data_ptr<int64_t>() : nullptr;
+        roi_align_backward_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(
+            a.grad.data_ptr<scalar_t>(), a.rois.data_ptr<acc_t>(), levels, pyramid,
+            static_cast<int>(a.pooled_h), static_cast<int>(a.pooled_w),
+            static_cast<int>(a.sampling_ratio), a.aligned, cpb);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
 }
 
 }  // namespace
