@@ -3,8 +3,6 @@
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
 #include "../anchor_levels.h"
@@ -30,7 +28,7 @@ at::Tensor grid_anchors_cuda(const at::Tensor& cell_anchors, at::IntArrayRef anc
                              int64_t num_images) {
   check_grid_anchors_args(cell_anchors, anchors_per_level, grid_heights, grid_widths,
                           stride_heights, stride_widths, num_images);
-  c10::cuda::CUDAGuard device_guard(cell_anchors.device());
+  cuda::DeviceGuard device_guard(cell_anchors.device());
   const anchor_math::AnchorLevels lv = make_anchor_levels(
       anchors_per_level, grid_heights, grid_widths, stride_heights, stride_widths);
   const int64_t rows = lv.row_begin[lv.num_levels];
@@ -40,15 +38,14 @@ at::Tensor grid_anchors_cuda(const at::Tensor& cell_anchors, at::IntArrayRef anc
   const unsigned blocks = static_cast<unsigned>(cuda::ceil_div<int64_t>(rows * num_images, 256));
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, cells.scalar_type(), "grid_anchors_cuda", [&] {
-        grid_anchors_kernel<scalar_t><<<blocks, 256, 0, at::cuda::getCurrentCUDAStream()>>>(
-            lv, cells.data_ptr<scalar_t>(), rows, num_images, out.data_ptr<scalar_t>());
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        cuda::launch(grid_anchors_kernel<scalar_t>, blocks, 256, lv, cells.data_ptr<scalar_t>(),
+                     rows, num_images, out.data_ptr<scalar_t>());
       });
   return out;
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(roiops, CUDA, m) { m.impl("grid_anchors", &grid_anchors_cuda); }
+ROIOPS_REGISTER_CUDA_KERNELS(m) { m.impl("grid_anchors", &grid_anchors_cuda); }
 
 }  // namespace roiops

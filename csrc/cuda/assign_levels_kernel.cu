@@ -2,8 +2,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
 #include "../assign_levels_args.h"
@@ -28,24 +26,23 @@ __global__ void assign_levels_kernel(const scalar_t* __restrict__ boxes, int64_t
 at::Tensor assign_levels_cuda(const at::Tensor& boxes, int64_t k_min, int64_t k_max,
                               double canonical_scale, double canonical_level, double eps) {
   const at::Tensor b = check_assign_levels_args(boxes, k_min, k_max, canonical_scale);
-  c10::cuda::CUDAGuard device_guard(b.device());
+  cuda::DeviceGuard device_guard(b.device());
   const int64_t num = b.size(0);
   at::Tensor levels = at::empty({num}, b.options().dtype(at::kLong));
   if (num == 0) return levels;
   constexpr int kThreads = 256;
   const unsigned blocks = static_cast<unsigned>(cuda::ceil_div<int64_t>(num, kThreads));
   AT_DISPATCH_FLOATING_TYPES(b.scalar_type(), "assign_levels_cuda", [&] {
-    assign_levels_kernel<scalar_t><<<blocks, kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        b.data_ptr<scalar_t>(), num, static_cast<int>(b.size(1)),
-        static_cast<scalar_t>(canonical_scale), static_cast<scalar_t>(canonical_level),
-        static_cast<scalar_t>(eps), k_min, k_max, levels.data_ptr<int64_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    cuda::launch(assign_levels_kernel<scalar_t>, blocks, kThreads, b.data_ptr<scalar_t>(), num,
+                 static_cast<int>(b.size(1)), static_cast<scalar_t>(canonical_scale),
+                 static_cast<scalar_t>(canonical_level), static_cast<scalar_t>(eps), k_min, k_max,
+                 levels.data_ptr<int64_t>());
   });
   return levels;
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(roiops, CUDA, m) { m.impl("assign_levels", &assign_levels_cuda); }
+ROIOPS_REGISTER_CUDA_KERNELS(m) { m.impl("assign_levels", &assign_levels_cuda); }
 
 }  // namespace roiops

@@ -4,8 +4,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
 #include <tuple>
@@ -75,19 +73,18 @@ void launch_decode(const at::Tensor& codes, const at::Tensor& ref, at::ArrayRef<
   const unsigned blocks = static_cast<unsigned>(cuda::ceil_div<int64_t>(n * k, kThreads));
   AT_DISPATCH_FLOATING_TYPES(codes.scalar_type(), "decode_boxes_cuda", [&] {
     using T = scalar_t;
-    decode_kernel<T><<<blocks, kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        codes.data_ptr<T>(), ref.data_ptr<T>(), n, k, to_weights<T>(weights), static_cast<T>(clip),
-        image_hw ? static_cast<T>(image_hw[0]) : T(0),
-        image_hw ? static_cast<T>(image_hw[1]) : T(0), static_cast<T>(min_size), out.data_ptr<T>(),
-        keep ? keep->data_ptr<bool>() : nullptr);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    cuda::launch(decode_kernel<T>, blocks, kThreads, codes.data_ptr<T>(), ref.data_ptr<T>(), n, k,
+                 to_weights<T>(weights), static_cast<T>(clip),
+                 image_hw ? static_cast<T>(image_hw[0]) : T(0),
+                 image_hw ? static_cast<T>(image_hw[1]) : T(0), static_cast<T>(min_size),
+                 out.data_ptr<T>(), keep ? keep->data_ptr<bool>() : nullptr);
   });
 }
 
 at::Tensor decode_boxes_cuda(const at::Tensor& rel_codes, const at::Tensor& boxes,
                              at::ArrayRef<double> weights, double bbox_xform_clip) {
   check_decode_args("decode_boxes", rel_codes, boxes, weights);
-  c10::cuda::CUDAGuard device_guard(rel_codes.device());
+  cuda::DeviceGuard device_guard(rel_codes.device());
   const at::Tensor codes = rel_codes.contiguous(), ref = boxes.contiguous();
   at::Tensor out = at::empty_like(codes);
   launch_decode(codes, ref, weights, bbox_xform_clip, out, nullptr, 0, nullptr);
@@ -98,7 +95,7 @@ std::tuple<at::Tensor, at::Tensor> decode_clip_boxes_cuda(
     const at::Tensor& rel_codes, const at::Tensor& boxes, at::ArrayRef<double> weights,
     double bbox_xform_clip, int64_t image_height, int64_t image_width, double min_size) {
   check_decode_args("decode_clip_boxes", rel_codes, boxes, weights);
-  c10::cuda::CUDAGuard device_guard(rel_codes.device());
+  cuda::DeviceGuard device_guard(rel_codes.device());
   const at::Tensor codes = rel_codes.contiguous(), ref = boxes.contiguous();
   at::Tensor out = at::empty_like(codes);
   at::Tensor keep = at::empty({codes.size(0), codes.size(1) / 4}, codes.options().dtype(at::kBool));
@@ -110,24 +107,23 @@ std::tuple<at::Tensor, at::Tensor> decode_clip_boxes_cuda(
 at::Tensor encode_boxes_cuda(const at::Tensor& reference_boxes, const at::Tensor& proposals,
                              at::ArrayRef<double> weights) {
   check_encode_args("encode_boxes", reference_boxes, proposals, weights);
-  c10::cuda::CUDAGuard device_guard(reference_boxes.device());
+  cuda::DeviceGuard device_guard(reference_boxes.device());
   const at::Tensor gt = reference_boxes.contiguous(), ex = proposals.contiguous();
   const int64_t n = gt.size(0);
   at::Tensor out = at::empty({n, 4}, gt.options());
   if (n == 0) return out;
   const unsigned blocks = static_cast<unsigned>(cuda::ceil_div<int64_t>(n, kThreads));
   AT_DISPATCH_FLOATING_TYPES(gt.scalar_type(), "encode_boxes_cuda", [&] {
-    encode_kernel<scalar_t><<<blocks, kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        gt.data_ptr<scalar_t>(), ex.data_ptr<scalar_t>(), n, to_weights<scalar_t>(weights),
-        out.data_ptr<scalar_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    cuda::launch(encode_kernel<scalar_t>, blocks, kThreads, gt.data_ptr<scalar_t>(),
+                 ex.data_ptr<scalar_t>(), n, to_weights<scalar_t>(weights),
+                 out.data_ptr<scalar_t>());
   });
   return out;
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(roiops, CUDA, m) {
+ROIOPS_REGISTER_CUDA_KERNELS(m) {
   m.impl("decode_boxes", &decode_boxes_cuda);
   m.impl("decode_clip_boxes", &decode_clip_boxes_cuda);
   m.impl("encode_boxes", &encode_boxes_cuda);

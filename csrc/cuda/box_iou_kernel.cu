@@ -2,8 +2,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
 #include "../box_ops_args.h"
@@ -25,22 +23,21 @@ __global__ void box_iou_kernel(const T* __restrict__ a, const T* __restrict__ b,
 
 at::Tensor box_iou_cuda(const at::Tensor& boxes1, const at::Tensor& boxes2) {
   check_box_iou_args(boxes1, boxes2);
-  c10::cuda::CUDAGuard device_guard(boxes1.device());
+  cuda::DeviceGuard device_guard(boxes1.device());
   const at::Tensor a = boxes1.contiguous(), b = boxes2.contiguous();
   const int64_t n = a.size(0), m = b.size(0);
   at::Tensor out = at::empty({n, m}, a.options());
   if (out.numel() == 0) return out;
   const unsigned blocks = static_cast<unsigned>(cuda::ceil_div<int64_t>(n * m, 256));
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "box_iou_cuda", [&] {
-    box_iou_kernel<scalar_t><<<blocks, 256, 0, at::cuda::getCurrentCUDAStream()>>>(
-        a.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(), n, m, out.data_ptr<scalar_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    cuda::launch(box_iou_kernel<scalar_t>, blocks, 256, a.data_ptr<scalar_t>(),
+                 b.data_ptr<scalar_t>(), n, m, out.data_ptr<scalar_t>());
   });
   return out;
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(roiops, CUDA, m) { m.impl("box_iou", &box_iou_cuda); }
+ROIOPS_REGISTER_CUDA_KERNELS(m) { m.impl("box_iou", &box_iou_cuda); }
 
 }  // namespace roiops

@@ -13,8 +13,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -126,47 +124,43 @@ __global__ void __launch_bounds__(kThreads)
 at::Tensor nms_greedy_cuda(const at::Tensor& boxes, const std::optional<at::Tensor>& classes,
                            double iou_threshold, int64_t max_keep) {
   const at::Tensor cls = check_nms_greedy_args(boxes, classes);
-  c10::cuda::CUDAGuard device_guard(boxes.device());
+  cuda::DeviceGuard device_guard(boxes.device());
   const int64_t rows = boxes.size(0), n = boxes.size(1), total = rows * n;
   at::Tensor keep = at::zeros({rows, n}, boxes.options().dtype(at::kBool));
   if (total == 0) return keep;
   TORCH_CHECK_VALUE(total < std::numeric_limits<int32_t>::max(),
                     "nms: at most 2^31 - 1 boxes per call, got ", total);
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const auto int_opts = boxes.options().dtype(at::kInt);
   const auto long_opts = boxes.options().dtype(at::kLong);
   const unsigned elementwise_blocks = static_cast<unsigned>(cuda::ceil_div<int64_t>(total, 256));
   const int64_t* cls_ptr = cls.defined() ? cls.data_ptr<int64_t>() : nullptr;
 
   at::Tensor head = at::empty({total}, int_opts);
-  segment_heads_kernel<<<elementwise_blocks, 256, 0, stream>>>(cls_ptr, n, total,
-                                                               head.data_ptr<int32_t>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  cuda::launch(segment_heads_kernel, elementwise_blocks, 256, cls_ptr, n, total,
+               head.data_ptr<int32_t>());
   const at::Tensor segment_number = head.cumsum(0, at::kInt);  // 1-based segment of each box
   at::Tensor starts = at::empty({total + 1}, long_opts);
   at::Tensor num_segments = at::empty({1}, long_opts);
-  segment_starts_kernel<<<elementwise_blocks, 256, 0, stream>>>(
-      head.data_ptr<int32_t>(), segment_number.data_ptr<int32_t>(), total,
-      starts.data_ptr<int64_t>(), num_segments.data_ptr<int64_t>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  cuda::launch(segment_starts_kernel, elementwise_blocks, 256, head.data_ptr<int32_t>(),
+               segment_number.data_ptr<int32_t>(), total, starts.data_ptr<int64_t>(),
+               num_segments.data_ptr<int64_t>());
 
   // Enough blocks to fill the GPU; the segment count itself is only known on the device.
-  const int sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  const int sms = cuda::multiprocessor_count();
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(total, 8 * sms));
   AT_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "nms_greedy_cuda", [&] {
     at::Tensor kept_boxes = at::empty({total, 4}, boxes.options());
     at::Tensor kept_areas = at::empty({total}, boxes.options());
-    nms_segments_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
-        boxes.data_ptr<scalar_t>(), cls_ptr, starts.data_ptr<int64_t>(),
-        num_segments.data_ptr<int64_t>(), iou_threshold, max_keep, kept_boxes.data_ptr<scalar_t>(),
-        kept_areas.data_ptr<scalar_t>(), keep.data_ptr<bool>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    cuda::launch(nms_segments_kernel<scalar_t>, blocks, kThreads, boxes.data_ptr<scalar_t>(),
+                 cls_ptr, starts.data_ptr<int64_t>(), num_segments.data_ptr<int64_t>(),
+                 iou_threshold, max_keep, kept_boxes.data_ptr<scalar_t>(),
+                 kept_areas.data_ptr<scalar_t>(), keep.data_ptr<bool>());
   });
   return keep;
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(roiops, CUDA, m) { m.impl("_nms_greedy", &nms_greedy_cuda); }
+ROIOPS_REGISTER_CUDA_KERNELS(m) { m.impl("_nms_greedy", &nms_greedy_cuda); }
 
 }  // namespace roiops

@@ -20,8 +20,6 @@
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -254,7 +252,7 @@ bool all_channels_last(const std::vector<at::Tensor>& features) {
 
 at::Tensor forward_cuda(const char* op, const RoIAlignForwardArgs& a) {
   const at::Tensor& first = a.features[0];
-  c10::cuda::CUDAGuard device_guard(first.device());
+  cuda::DeviceGuard device_guard(first.device());
   const int64_t num_rois = a.rois.size(0);
   const int64_t channels = first.size(1);
   at::Tensor output = at::empty({num_rois, channels, a.pooled_h, a.pooled_w}, first.options());
@@ -268,7 +266,6 @@ at::Tensor forward_cuda(const char* op, const RoIAlignForwardArgs& a) {
   const dim3 grid(static_cast<unsigned>(num_rois),
                   static_cast<unsigned>(ceil_div<int64_t>(channels, cpb)));
   TORCH_CHECK(grid.y <= 65535, op, ": too many channels (", channels, ")");
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
 
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, first.scalar_type(), "roi_align_forward_cuda", [&] {
@@ -278,16 +275,15 @@ at::Tensor forward_cuda(const char* op, const RoIAlignForwardArgs& a) {
         const int64_t* levels = a.levels.defined() ? a.levels.data_ptr<int64_t>() : nullptr;
         auto kernel = channel_fastest ? roi_align_forward_kernel<scalar_t, true>
                                       : roi_align_forward_kernel<scalar_t, false>;
-        kernel<<<grid, kThreads, 0, stream>>>(
-            pyramid, rois, levels, static_cast<int>(a.pooled_h), static_cast<int>(a.pooled_w),
-            static_cast<int>(a.sampling_ratio), a.aligned, cpb, output.data_ptr<scalar_t>());
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        cuda::launch(kernel, grid, kThreads, pyramid, rois, levels, static_cast<int>(a.pooled_h),
+                     static_cast<int>(a.pooled_w), static_cast<int>(a.sampling_ratio), a.aligned,
+                     cpb, output.data_ptr<scalar_t>());
       });
   return output;
 }
 
 void backward_cuda(const char* op, const RoIAlignBackwardArgs& a, std::vector<at::Tensor>& grads) {
-  c10::cuda::CUDAGuard device_guard(a.grad.device());
+  cuda::DeviceGuard device_guard(a.grad.device());
   at::globalContext().alertNotDeterministic(op);  // float atomics: summation order varies
   TORCH_CHECK_VALUE(a.rois.size(0) <= std::numeric_limits<int32_t>::max(), op,
                     ": at most 2^31 - 1 RoIs per call, got ", a.rois.size(0));
@@ -295,24 +291,20 @@ void backward_cuda(const char* op, const RoIAlignBackwardArgs& a, std::vector<at
   const dim3 grid(static_cast<unsigned>(a.rois.size(0)),
                   static_cast<unsigned>(ceil_div<int64_t>(a.channels, cpb)));
   TORCH_CHECK(grid.y <= 65535, op, ": too many channels (", a.channels, ")");
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, a.grad.scalar_type(), "roi_align_backward_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
         const auto pyramid = make_pyramid<acc_t, acc_t>(grads, a.spatial_scales);
         const int64_t* levels = a.levels.defined() ? a.levels.data_ptr<int64_t>() : nullptr;
-        roi_align_backward_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(
-            a.grad.data_ptr<scalar_t>(), a.rois.data_ptr<acc_t>(), levels, pyramid,
-            static_cast<int>(a.pooled_h), static_cast<int>(a.pooled_w),
-            static_cast<int>(a.sampling_ratio), a.aligned, cpb);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        cuda::launch(roi_align_backward_kernel<scalar_t>, grid, kThreads,
+                     a.grad.data_ptr<scalar_t>(), a.rois.data_ptr<acc_t>(), levels, pyramid,
+                     static_cast<int>(a.pooled_h), static_cast<int>(a.pooled_w),
+                     static_cast<int>(a.sampling_ratio), a.aligned, cpb);
       });
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(roiops, CUDA, m) {
-  register_roi_align_kernels<&forward_cuda, &backward_cuda>(m);
-}
+ROIOPS_REGISTER_CUDA_KERNELS(m) { register_roi_align_kernels<&forward_cuda, &backward_cuda>(m); }
 
 }  // namespace roiops
