@@ -5,7 +5,7 @@
 #   bash scripts/emulated_cuda_asan.sh [pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PY:-.venv/bin/python}
+PYTEST=${PYTEST:-.venv/bin/pytest}  # not `python -m pytest`: that would import the unbuilt source tree
 export ROIOPS_EMULATED_ASAN=1
 # Python and torch are not built with ASan: its runtime must be loaded first, with libstdc++ beside it
 # (else ASan finds no __cxa_throw to intercept and every C++ exception aborts); their leaks are not ours.
@@ -18,4 +18,4 @@ fi
 export LD_PRELOAD="$ASAN_LIB $($CXX -print-file-name=libstdc++.so)"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:${ASAN_OPTIONS:-}"
 # --capture=sys: ASan writes its report to file descriptor 2, which pytest must not swallow.
-exec "$PY" -m pytest tests/test_emulated_cuda.py -q -p no:cacheprovider --capture=sys "$@"
+exec "$PYTEST" tests/test_emulated_cuda.py -q -p no:cacheprovider --capture=sys "$@"

@@ -10,6 +10,7 @@ chunks, the shared-memory tap table and its fallback, invalid RoIs, NMS tiles an
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -136,15 +137,45 @@ def test_roi_align_reduced_precision_backward(gpu, dtype):
     assert_close(out, CPU._roi_align_backward(grad, *args), rtol=1e-2, atol=1e-2)
 
 
-def test_roi_align_backward_refuses_deterministic_mode(gpu):
-    x, rois = roi_case(torch.float32, 1.0, num_rois=2)
-    grad = torch.ones(2, x.size(1), 3, 3)
+@contextlib.contextmanager
+def deterministic_algorithms():
     torch.use_deterministic_algorithms(True)
     try:
-        with pytest.raises(RuntimeError, match="_roi_align_backward.*deterministic"):
-            gpu._roi_align_backward(grad, rois, 1.0, 3, 3, *x.shape, 2, False)
+        yield
     finally:
         torch.use_deterministic_algorithms(False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("sampling_ratio,aligned,scale", [(-1, True, 1 / 4), (0, False, 1.0), (2, False, 1 / 16), (3, True, 1 / 4)])
+def test_roi_align_deterministic_backward_bit_identical_to_torchvision(gpu, dtype, sampling_ratio, aligned, scale):
+    """Under deterministic mode the CUDA backward gathers each pixel's terms in torchvision's CPU order."""
+    x, rois = roi_case(dtype, scale, seed=sampling_ratio + 20)
+    x.requires_grad_(True)
+    grad = torch.randn(rois.size(0), x.size(1), 7, 7, dtype=dtype)
+    torchvision.ops.roi_align(x, rois, (7, 7), scale, sampling_ratio, aligned).backward(grad)
+    with deterministic_algorithms():
+        out = gpu._roi_align_backward(grad, rois, scale, 7, 7, *x.shape, sampling_ratio, aligned)
+    assert torch.equal(out, x.grad)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_deterministic_backward_equals_cpu_on_invalid_rois_and_levels(gpu, dtype):
+    """Bad batch index, NaN box, no level, huge adaptive box: the same bits as the CPU kernel."""
+    maps, rois, scales = pyramid_inputs(dtype, num_levels=3, seed=2)
+    levels = CPU.assign_levels(rois.float(), 2, 4, 224.0, 4.0, 1e-6)
+    rois[0, 0], rois[1, 2], levels[2] = 5.0, float("nan"), -1
+    rois[3, 1:] = torch.tensor([-500.0, -400.0, 3000.0, 2000.0], dtype=dtype)  # grid of 500+ per bin axis
+    grad = torch.randn(rois.size(0), maps[0].size(1), 7, 7).to(dtype)
+    sizes = ([m.size(2) for m in maps], [m.size(3) for m in maps], 0, False)
+    args = (grad, rois, levels, scales, 7, 7, maps[0].size(0), maps[0].size(1), *sizes)
+    with deterministic_algorithms():
+        out = gpu._multi_scale_roi_align_backward(*args)
+        again = gpu._multi_scale_roi_align_backward(*args)
+    valid = torch.arange(rois.size(0)) > 0  # the CPU kernel raises on the bad batch index of row 0
+    ref = CPU._multi_scale_roi_align_backward(grad[valid], rois[valid], levels[valid], *args[3:])
+    for o, a, r in zip(out, again, ref):
+        assert o.dtype == dtype and torch.equal(o, r) and torch.equal(a, r)
 
 
 def test_roi_align_empty(gpu):

@@ -342,16 +342,19 @@ def test_import_from_an_unbuilt_source_tree_says_how_to_fix_it(tmp_path):
     assert "pip install ." in result.stderr
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_cuda_backward_refuses_deterministic_mode():
-    # The CUDA backward sums with float atomics; under deterministic algorithms it must say so
-    # rather than silently return order-dependent gradients.
-    x, rois = make_case("cuda", torch.float32, 1 / 4)
-    x.requires_grad_()
-    out = roiops.roi_align(x, rois, 7, 1 / 4, 2)
+def test_backward_under_deterministic_mode_is_torchvision_cpu_bitwise(device):
+    # CUDA scatters with atomics by default; under deterministic algorithms it gathers each pixel's
+    # terms in torchvision's CPU order instead, so both backends give torchvision's CPU gradient.
+    x, rois = make_case("cpu", torch.float32, 1 / 4)
+    grad = torch.randn(rois.size(0), x.size(1), 7, 7, generator=torch.Generator().manual_seed(1))
+    x_ref = x.clone().requires_grad_()
+    tv_roi_align(x_ref, rois, 7, 1 / 4, 2, True).backward(grad)
+    x, rois, grad = x.to(device).requires_grad_(), rois.to(device), grad.to(device)
     torch.use_deterministic_algorithms(True)
     try:
-        with pytest.raises(RuntimeError, match="_roi_align_backward"):
-            out.sum().backward()
+        for _ in range(2):
+            x.grad = None
+            roiops.roi_align(x, rois, 7, 1 / 4, 2, True).backward(grad)
+            assert torch.equal(x.grad.cpu(), x_ref.grad)
     finally:
         torch.use_deterministic_algorithms(False)

@@ -7,11 +7,13 @@
 // them for every channel). Threads then walk the chunk's outputs:
 //   * channel-first maps (NCHW): consecutive threads take consecutive bins of one channel, so the
 //     gathers of a warp fall in one small window of one plane and the output writes are contiguous;
-//   * channels-last maps (NHWC, stride_c == 1): consecutive threads take consecutive channels of
-//   one
-//     bin, so every gather of a warp is one contiguous row of channels -- no copy to NCHW needed.
+//   * channels-last maps (NHWC, stride_c == 1): consecutive threads take consecutive channels
+//     of one bin, so every gather of a warp is one contiguous row of channels -- no NCHW copy.
 // A RoI whose grid would not fit in shared memory (huge box, adaptive grid) computes taps per
 // thread, visiting only the samples inside the map (bisection, see roi_align_math.h).
+//
+// The backward scatters with atomics; under torch.use_deterministic_algorithms(True) it gathers
+// instead, in a fixed order (see "Deterministic backward" below).
 //
 // A batch index outside [0, N) or a level index outside [0, L) -- such as assign_levels' -1 for a
 // box with no defined level -- gives a zero output row and no gradient: checking on the host would
@@ -235,6 +237,175 @@ __global__ void __launch_bounds__(kThreads) roi_align_backward_kernel(
   }
 }
 
+// --- Deterministic backward --------------------------------------------------------------------
+// The atomic scatter adds a pixel's contributions in whatever order threads arrive. Under
+// torch.use_deterministic_algorithms(True) the gradient is gathered instead:
+//   1. one thread per (RoI, bin) counts the bilinear corners its samples touch inside the map;
+//   2. after a scan, the same threads write one entry per corner -- (pixel key, source bin, weight)
+//      -- in (RoI, bin, iy, ix, corner) order, which is torchvision's CPU loop order;
+//   3. a stable sort by pixel key groups each pixel's entries and keeps that order;
+//   4. one thread per (channel, pixel) sums its entries, g * w / count, in that order.
+// Every pixel's gradient is then the same float sum, in the same order, as torchvision's CPU
+// backward: bit-identical to it and to roiops' CPU kernel, on every run. It costs a sort, memory
+// for the entries (4 per sample) and one host sync (the entry count).
+
+// Pixel keys: level l's [N, H_l, W_l] pixels are keys [begin[l], begin[l + 1]).
+struct PixelKeys {
+  int64_t begin[kMaxLevels + 1];
+};
+
+constexpr int64_t kMaxElementwiseBlocks = 1 << 20;  // grid-stride beyond this
+
+unsigned elementwise_blocks(int64_t n) {
+  return static_cast<unsigned>(std::min(ceil_div<int64_t>(n, kThreads), kMaxElementwiseBlocks));
+}
+
+// Thread per (RoI k, bin): corners[k * bins + bin] = 4 x the samples of the bin inside the map;
+// sample_count[k] = the RoI's backward divisor.
+template <typename acc_t>
+__global__ void count_corners_kernel(const acc_t* __restrict__ rois,
+                                     const int64_t* __restrict__ levels,
+                                     const FeaturePyramid<acc_t, acc_t> pyr, int64_t num_rois,
+                                     int pooled_h, int pooled_w, int sampling_ratio, bool aligned,
+                                     int64_t* __restrict__ corners,
+                                     acc_t* __restrict__ sample_count) {
+  const int bins = pooled_h * pooled_w;
+  const int64_t total = num_rois * bins, stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += stride) {
+    const int64_t k = i / bins;
+    const int bin = static_cast<int>(i % bins);
+    BlockRoI<acc_t> r;
+    if (!read_roi(pyr, rois, levels, k, pooled_h, pooled_w, sampling_ratio, aligned, &r)) {
+      corners[i] = 0;
+      continue;
+    }
+    r.taps_in_shared = false;
+    if (bin == 0) sample_count[k] = backward_count(r.geometry);
+    int64_t n = 0;
+    for_each_sample<acc_t>(r, pyr.height[r.level], pyr.width[r.level], bin / pooled_w,
+                           bin % pooled_w, nullptr, nullptr,
+                           [&](const AxisTap<acc_t>&, const AxisTap<acc_t>&) { n += 4; });
+    corners[i] = n;
+  }
+}
+
+// Same threads as count_corners_kernel: the entries of bin i at [first[i], first[i] + corners[i]).
+template <typename acc_t>
+__global__ void write_corners_kernel(const acc_t* __restrict__ rois,
+                                     const int64_t* __restrict__ levels,
+                                     const FeaturePyramid<acc_t, acc_t> pyr, const PixelKeys keys,
+                                     int64_t num_rois, int pooled_h, int pooled_w,
+                                     int sampling_ratio, bool aligned,
+                                     const int64_t* __restrict__ first, int64_t* __restrict__ key,
+                                     int64_t* __restrict__ source, acc_t* __restrict__ weight) {
+  const int bins = pooled_h * pooled_w;
+  const int64_t total = num_rois * bins, stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += stride) {
+    BlockRoI<acc_t> r;
+    if (!read_roi(pyr, rois, levels, i / bins, pooled_h, pooled_w, sampling_ratio, aligned, &r)) {
+      continue;
+    }
+    r.taps_in_shared = false;
+    const int bin = static_cast<int>(i % bins);
+    const int height = pyr.height[r.level], width = pyr.width[r.level];
+    const int64_t plane = keys.begin[r.level] + r.batch_index * height * width;
+    int64_t e = first[i];
+    for_each_sample<acc_t>(r, height, width, bin / pooled_w, bin % pooled_w, nullptr, nullptr,
+                           [&](const AxisTap<acc_t>& ty, const AxisTap<acc_t>& tx) {
+                             const BilinearWeights<acc_t> wt = bilinear_weights(ty, tx);
+                             const int64_t row_lo = plane + static_cast<int64_t>(ty.low) * width;
+                             const int64_t row_hi = plane + static_cast<int64_t>(ty.high) * width;
+                             const int64_t pixels[4] = {row_lo + tx.low, row_lo + tx.high,
+                                                        row_hi + tx.low, row_hi + tx.high};
+                             const acc_t w[4] = {wt.w1, wt.w2, wt.w3, wt.w4};
+                             for (int corner = 0; corner < 4; ++corner, ++e) {
+                               key[e] = pixels[corner];
+                               source[e] = i;
+                               weight[e] = w[corner];
+                             }
+                           });
+  }
+}
+
+// Thread per (channel c, pixel run r): the run's entries are order[run_end[r - 1] .. run_end[r]).
+template <typename scalar_t>
+__global__ void gather_corners_kernel(
+    const scalar_t* __restrict__ grad, int bins,
+    const FeaturePyramid<at::opmath_type<scalar_t>, at::opmath_type<scalar_t>> pyr,
+    const PixelKeys keys, const int64_t* __restrict__ run_key, const int64_t* __restrict__ run_end,
+    int64_t runs, const int64_t* __restrict__ order, const int64_t* __restrict__ source,
+    const at::opmath_type<scalar_t>* __restrict__ weight,
+    const at::opmath_type<scalar_t>* __restrict__ sample_count) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t total = pyr.channels * runs, stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += stride) {
+    const int64_t c = i / runs, r = i % runs;
+    acc_t sum = 0;
+    for (int64_t e = r == 0 ? 0 : run_end[r - 1]; e < run_end[r]; ++e) {
+      const int64_t j = order[e], k = source[j] / bins, bin = source[j] % bins;
+      const acc_t g = static_cast<acc_t>(grad[(k * pyr.channels + c) * bins + bin]);
+      sum += g * weight[j] / sample_count[k];  // (g * w) / count, as torchvision
+    }
+    int level = 0;
+    while (run_key[r] >= keys.begin[level + 1]) ++level;
+    const int64_t pixel = run_key[r] - keys.begin[level];
+    const int64_t width = pyr.width[level], height = pyr.height[level];
+    const int64_t x = pixel % width, y = pixel / width % height, b = pixel / width / height;
+    pyr.data[level][pyr.plane_offset(level, b, c) + y * pyr.stride_h[level] +
+                    x * pyr.stride_w[level]] = sum;
+  }
+}
+
+void backward_deterministic_cuda(const RoIAlignBackwardArgs& a, std::vector<at::Tensor>& grads) {
+  const int64_t num_rois = a.rois.size(0), bins = a.pooled_h * a.pooled_w;
+  if (num_rois == 0 || a.channels == 0) return;
+  const auto long_opts = a.rois.options().dtype(at::kLong);
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, a.grad.scalar_type(), "roi_align_backward_deterministic", [&] {
+        using acc_t = at::opmath_type<scalar_t>;
+        const auto pyramid = make_pyramid<acc_t, acc_t>(grads, a.spatial_scales);
+        PixelKeys keys{};
+        for (int l = 0; l < pyramid.num_levels; ++l) {
+          keys.begin[l + 1] = keys.begin[l] + pyramid.batch * pyramid.height[l] * pyramid.width[l];
+        }
+        const acc_t* rois = a.rois.data_ptr<acc_t>();
+        const int64_t* levels = a.levels.defined() ? a.levels.data_ptr<int64_t>() : nullptr;
+        const int ph = static_cast<int>(a.pooled_h), pw = static_cast<int>(a.pooled_w);
+        const int sr = static_cast<int>(a.sampling_ratio);
+        const unsigned blocks = elementwise_blocks(num_rois * bins);
+
+        at::Tensor corners = at::empty({num_rois * bins}, long_opts);
+        at::Tensor sample_count = at::empty({num_rois}, a.rois.options());
+        cuda::launch(count_corners_kernel<acc_t>, blocks, kThreads, rois, levels, pyramid, num_rois,
+                     ph, pw, sr, a.aligned, corners.data_ptr<int64_t>(),
+                     sample_count.data_ptr<acc_t>());
+        const at::Tensor last = corners.cumsum(0);
+        const int64_t entries = last[-1].item<int64_t>();  // the host sync
+        if (entries == 0) return;
+        const at::Tensor first = last - corners;
+        at::Tensor key = at::empty({entries}, long_opts);
+        at::Tensor source = at::empty({entries}, long_opts);
+        at::Tensor weight = at::empty({entries}, a.rois.options());
+        cuda::launch(write_corners_kernel<acc_t>, blocks, kThreads, rois, levels, pyramid, keys,
+                     num_rois, ph, pw, sr, a.aligned, first.data_ptr<int64_t>(),
+                     key.data_ptr<int64_t>(), source.data_ptr<int64_t>(), weight.data_ptr<acc_t>());
+
+        const auto [sorted_key, order] = key.sort(/*stable=*/true, /*dim=*/0, false);
+        const auto [run_key, unused, run_length] =
+            at::unique_consecutive(sorted_key, /*return_inverse=*/false, /*return_counts=*/true);
+        const at::Tensor run_end = run_length.cumsum(0);
+        const int64_t runs = run_key.size(0);
+        cuda::launch(gather_corners_kernel<scalar_t>, elementwise_blocks(a.channels * runs),
+                     kThreads, a.grad.data_ptr<scalar_t>(), static_cast<int>(bins), pyramid, keys,
+                     run_key.data_ptr<int64_t>(), run_end.data_ptr<int64_t>(), runs,
+                     order.data_ptr<int64_t>(), source.data_ptr<int64_t>(),
+                     weight.data_ptr<acc_t>(), sample_count.data_ptr<acc_t>());
+      });
+}
+
 // Channels per block: enough outputs per block (~8 per thread) to amortise the tap setup, spread
 // evenly over the chunks.
 int channels_per_block(int64_t channels, int64_t bins) {
@@ -284,7 +455,10 @@ at::Tensor forward_cuda(const char* op, const RoIAlignForwardArgs& a) {
 
 void backward_cuda(const char* op, const RoIAlignBackwardArgs& a, std::vector<at::Tensor>& grads) {
   cuda::DeviceGuard device_guard(a.grad.device());
-  at::globalContext().alertNotDeterministic(op);  // float atomics: summation order varies
+  if (at::globalContext().deterministicAlgorithms()) {
+    backward_deterministic_cuda(a, grads);
+    return;
+  }
   TORCH_CHECK_VALUE(a.rois.size(0) <= std::numeric_limits<int32_t>::max(), op,
                     ": at most 2^31 - 1 RoIs per call, got ", a.rois.size(0));
   const int cpb = channels_per_block(a.channels, a.pooled_h * a.pooled_w);
