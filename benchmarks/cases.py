@@ -29,6 +29,7 @@ class Prepared:
 class Case:
     name: str
     prepare: Callable[[torch.device, torch.dtype], Prepared]
+    devices: tuple[str, ...] = ("cpu", "cuda")  # device types the case means something on
 
 
 def proposals(num: int, batch: int, generator: torch.Generator) -> torch.Tensor:
@@ -93,6 +94,27 @@ def roi_align_case(num_rois: int, output: int, backward: bool) -> Callable[[torc
         )
 
     return prepare
+
+
+def deterministic(prepare: Callable[[torch.device, torch.dtype], Prepared]) -> Callable[[torch.device, torch.dtype], Prepared]:
+    """The same case under torch.use_deterministic_algorithms(True). On CUDA that is roiops' sorted
+    gather backward against torchvision's deterministic fallback (its RoIAlign in plain PyTorch ops)."""
+
+    def under_deterministic_mode(fn: Callable[[], object]) -> Callable[[], object]:
+        def step():
+            torch.use_deterministic_algorithms(True)
+            try:
+                return fn()
+            finally:
+                torch.use_deterministic_algorithms(False)
+
+        return step
+
+    def wrapped(device: torch.device, dtype: torch.dtype) -> Prepared:
+        p = prepare(device, dtype)
+        return Prepared(under_deterministic_mode(p.ours), under_deterministic_mode(p.theirs), p.bytes_moved)
+
+    return wrapped
 
 
 def multi_scale_case(rois_per_image: int, output: int, backward: bool) -> Callable[[torch.device, torch.dtype], Prepared]:
@@ -206,6 +228,8 @@ CASES = [
     Case("roi_align fwd, mask head (100 RoIs, 14x14, P2)", roi_align_case(100, 14, backward=False)),
     Case("roi_align fwd+bwd, box head (1000 RoIs, 7x7, P2)", roi_align_case(1000, 7, backward=True)),
     Case("roi_align fwd+bwd, mask head (100 RoIs, 14x14, P2)", roi_align_case(100, 14, backward=True)),
+    # On the CPU both sides are deterministic anyway: this is the default case again.
+    Case("roi_align fwd+bwd, box head, deterministic mode", deterministic(roi_align_case(1000, 7, True)), ("cuda",)),
     Case("MultiScaleRoIAlign fwd, box head (2x1000, 7x7, P2-P5)", multi_scale_case(1000, 7, backward=False)),
     Case("MultiScaleRoIAlign fwd, mask head (2x100, 14x14)", multi_scale_case(100, 14, backward=False)),
     Case("MultiScaleRoIAlign fwd+bwd, box head (2x1000, 7x7)", multi_scale_case(1000, 7, backward=True)),

@@ -92,7 +92,7 @@ def main() -> None:
     for dtype_name in dtypes:
         dtype = getattr(torch, dtype_name)
         for case in CASES:
-            if args.filter not in case.name:
+            if args.filter not in case.name or device.type not in case.devices:
                 continue
             try:
                 prepared = case.prepare(device, dtype)
