@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 PIP_DEPS := $(PY) -m pip install --isolated --quiet
 SOURCES := setup.py pyproject.toml $(shell find csrc roiops -type f -not -name '*.pyc' -not -name '*.so')
 
-.PHONY: bench test install clean
+.PHONY: bench test lint install clean
 
 bench: $(VENV)/.roiops-installed
 	$(PY) benchmarks/compare.py --device cpu
@@ -18,11 +18,15 @@ bench: $(VENV)/.roiops-installed
 test: $(VENV)/.roiops-installed
 	$(VENV)/bin/pytest tests
 
+lint: $(VENV)/.deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
 install: $(VENV)/.roiops-installed
 
 $(VENV)/.deps:
 	python3 -m venv $(VENV)
-	$(PIP_DEPS) torch==2.13.0 torchvision==0.28.0 ninja numpy pytest pytest-benchmark
+	$(PIP_DEPS) torch==2.13.0 torchvision==0.28.0 ninja numpy pytest pytest-benchmark ruff
 	touch $@
 
 $(VENV)/.roiops-installed: $(VENV)/.deps $(SOURCES)

@@ -1,7 +1,8 @@
 """Build roiops: C++ CPU kernels always, CUDA kernels when torch has CUDA and nvcc is found.
 
 Knobs (environment variables), printed at build time:
-  ROIOPS_CUDA=auto|1|0     build the CUDA kernels: auto (default) = when torch has CUDA and nvcc is found;
+  ROIOPS_CUDA=auto|1|0     build the CUDA kernels: auto (default) = when torch has CUDA and nvcc is
+                           found;
                            1 = required (fail if impossible); 0 = never
   TORCH_CUDA_ARCH_LIST     target GPU architectures, e.g. "8.0;9.0". Default: the visible GPUs, or
                            DEFAULT_ARCHS below when none is visible (building on a CPU-only machine)
@@ -15,6 +16,7 @@ Installing: `pip install .` builds against the torch ALREADY installed in the ta
 
 import glob
 import os
+import re
 import shutil
 import site
 import sys
@@ -94,7 +96,9 @@ def _build_cuda(torch, cuda_home):
         reasons.append("no CUDA toolkit (nvcc) found; set CUDA_HOME")
     if reasons:
         if mode in ("1", "on", "true", "yes"):
-            sys.exit("roiops: ROIOPS_CUDA=1 but the CUDA kernels cannot be built: " + "; ".join(reasons))
+            sys.exit(
+                "roiops: ROIOPS_CUDA=1 but the CUDA kernels cannot be built: " + "; ".join(reasons)
+            )
         return False, "; ".join(reasons)
     return True, f"torch CUDA {torch.version.cuda}, toolkit {cuda_home}"
 
@@ -111,10 +115,18 @@ def _extensions():
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCHS
     debug = os.environ.get("ROIOPS_DEBUG", "0") == "1"
 
-    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
-    # Build flags: no -ffast-math anywhere -- the CPU kernels must round exactly as torchvision does.
+    sources = sorted(
+        glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*.cpp") + glob.glob("csrc/cpu/*.cpp")
+    )
+    # Build flags: no -ffast-math anywhere, and no contraction of a * b + c into a fused multiply-
+    # add
+    # (possible with -march flags that enable FMA): the kernels must round exactly as torchvision
+    # does.
     cxx = ["-O0", "-g"] if debug else ["-O3"]
-    cxx += ["-fopenmp"]  # at::parallel_for is OpenMP inline code: without it the kernels run serially
+    cxx += ["-ffp-contract=off"]
+    cxx += [
+        "-fopenmp"
+    ]  # at::parallel_for is OpenMP inline code: without it the kernels run serially
     nvcc = ["-O0", "-g", "-lineinfo"] if debug else ["-O3", "-lineinfo"]
     macros = [("ROIOPS_TORCH_VERSION", f'"{torch.__version__}"')]
     include_dirs = [os.path.join(ROOT, "csrc")]
@@ -133,7 +145,10 @@ def _extensions():
     print(f"  CUDA kernels     {'yes' if with_cuda else 'no'} ({why})  [ROIOPS_CUDA=auto|1|0]")
     if with_cuda:
         print(f"  CUDA_HOME        {cuda_home}")
-        print(f"  arch list        {os.environ.get('TORCH_CUDA_ARCH_LIST', 'visible GPUs')}  [TORCH_CUDA_ARCH_LIST]")
+        print(
+            f"  arch list        {os.environ.get('TORCH_CUDA_ARCH_LIST', 'visible GPUs')}"
+            "  [TORCH_CUDA_ARCH_LIST]"
+        )
     print(f"  parallel jobs    {os.environ.get('MAX_JOBS', os.cpu_count())}  [MAX_JOBS]")
     print(f"  debug build      {'yes' if debug else 'no'}  [ROIOPS_DEBUG=1]")
     sys.stdout.flush()
@@ -149,6 +164,11 @@ def _extensions():
     return [ext], {"build_ext": cpp_extension.BuildExtension}
 
 
+def _version():
+    with open(os.path.join(ROOT, "roiops", "version.py")) as f:
+        return re.search(r'^__version__ = "([^"]+)"', f.read(), re.M).group(1)
+
+
 def _is_metadata_only():
     return any(arg in sys.argv for arg in ("egg_info", "dist_info", "sdist", "--version", "--name"))
 
@@ -157,8 +177,8 @@ ext_modules, cmdclass = ([], {}) if _is_metadata_only() else _extensions()
 
 setup(
     name="roiops",
-    version="0.1.0",
-    description="Fast, torchvision-exact detection ops (RoIAlign, NMS, box coding) as torch custom ops",
+    version=_version(),
+    description="Fast, torchvision-exact detection ops (RoIAlign, NMS, box coding) as torch ops",
     packages=find_packages(include=["roiops", "roiops.*"]),
     python_requires=">=3.10",
     install_requires=["torch>=2.11"],

@@ -1,12 +1,13 @@
 """Benchmark cases at Mask R-CNN R50-FPN shapes, shared by the ratio table (compare.py) and the
 pytest-benchmark files. Each case builds a roiops callable and the torchvision callable it replaces,
-on the same inputs, plus the bytes a perfect kernel must move (for the achieved-bandwidth column)."""
+on the same inputs, plus the bytes a perfect kernel must move (for the achieved-bandwidth
+column)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torchvision
@@ -46,7 +47,9 @@ def proposals(num: int, batch: int, generator: torch.Generator) -> torch.Tensor:
     return torch.stack([index.float(), x1, y1, x2, y2], dim=1)
 
 
-def touched_bytes(rois: torch.Tensor, scale: float, height: int, width: int, channels: int, itemsize: int) -> int:
+def touched_bytes(
+    rois: torch.Tensor, scale: float, height: int, width: int, channels: int, itemsize: int
+) -> int:
     """Bytes of the feature map the RoIs sample from (each RoI's footprint + 1 pixel of bilinear
     support, capped at the whole map per image); overlapping RoIs are counted once per image."""
     total = 0
@@ -59,7 +62,9 @@ def touched_bytes(rois: torch.Tensor, scale: float, height: int, width: int, cha
     return total
 
 
-def roi_align_case(num_rois: int, output: int, backward: bool) -> Callable[[torch.device, torch.dtype], Prepared]:
+def roi_align_case(
+    num_rois: int, output: int, backward: bool
+) -> Callable[[torch.device, torch.dtype], Prepared]:
     def prepare(device: torch.device, dtype: torch.dtype) -> Prepared:
         g = torch.Generator().manual_seed(0)
         scale = 1 / 4
@@ -83,9 +88,11 @@ def roi_align_case(num_rois: int, output: int, backward: bool) -> Callable[[torc
             def step():
                 xg.grad = None
                 fn(xg, rois, output, scale, 2, False).backward(grad)
+
             return step
 
-        # forward + backward: forward traffic, then grad read + touched gradient written (+ zero fill)
+        # forward + backward: forward traffic, then grad read + touched gradient written (+ zero
+        # fill)
         full_map = x.numel() * itemsize
         return Prepared(
             ours=run(roiops.roi_align),
@@ -96,9 +103,12 @@ def roi_align_case(num_rois: int, output: int, backward: bool) -> Callable[[torc
     return prepare
 
 
-def deterministic(prepare: Callable[[torch.device, torch.dtype], Prepared]) -> Callable[[torch.device, torch.dtype], Prepared]:
+def deterministic(
+    prepare: Callable[[torch.device, torch.dtype], Prepared],
+) -> Callable[[torch.device, torch.dtype], Prepared]:
     """The same case under torch.use_deterministic_algorithms(True). On CUDA that is roiops' sorted
-    gather backward against torchvision's deterministic fallback (its RoIAlign in plain PyTorch ops)."""
+    gather backward against torchvision's deterministic fallback (its RoIAlign in plain PyTorch
+    ops)."""
 
     def under_deterministic_mode(fn: Callable[[], object]) -> Callable[[], object]:
         def step():
@@ -112,19 +122,25 @@ def deterministic(prepare: Callable[[torch.device, torch.dtype], Prepared]) -> C
 
     def wrapped(device: torch.device, dtype: torch.dtype) -> Prepared:
         p = prepare(device, dtype)
-        return Prepared(under_deterministic_mode(p.ours), under_deterministic_mode(p.theirs), p.bytes_moved)
+        return Prepared(
+            under_deterministic_mode(p.ours), under_deterministic_mode(p.theirs), p.bytes_moved
+        )
 
     return wrapped
 
 
-def multi_scale_case(rois_per_image: int, output: int, backward: bool) -> Callable[[torch.device, torch.dtype], Prepared]:
-    """Mask R-CNN's box_roi_pool / mask_roi_pool: 2 images, P2-P5, MultiScaleRoIAlign, sampling 2."""
+def multi_scale_case(
+    rois_per_image: int, output: int, backward: bool
+) -> Callable[[torch.device, torch.dtype], Prepared]:
+    """Mask R-CNN's box_roi_pool / mask_roi_pool: 2 images, P2-P5, sampling ratio 2."""
 
     def prepare(device: torch.device, dtype: torch.dtype) -> Prepared:
         g = torch.Generator().manual_seed(1)
         names = ["0", "1", "2", "3"]
         feats = {
-            n: torch.randn(2, CHANNELS, IMAGE_H >> (2 + i), IMAGE_W >> (2 + i), generator=g).to(device, dtype)
+            n: torch.randn(2, CHANNELS, IMAGE_H >> (2 + i), IMAGE_W >> (2 + i), generator=g).to(
+                device, dtype
+            )
             for i, n in enumerate(names)
         }
         rois = proposals(2 * rois_per_image, 2, g)
@@ -136,7 +152,9 @@ def multi_scale_case(rois_per_image: int, output: int, backward: bool) -> Callab
         out_bytes = 2 * rois_per_image * CHANNELS * output * output * itemsize
         levels = roiops.assign_levels(rois, 2, 5)
         in_bytes = sum(
-            touched_bytes(rois[levels == lv], 1 / 2 ** (2 + lv), f.shape[2], f.shape[3], CHANNELS, itemsize)
+            touched_bytes(
+                rois[levels == lv], 1 / 2 ** (2 + lv), f.shape[2], f.shape[3], CHANNELS, itemsize
+            )
             for lv, f in enumerate(feats.values())
             if bool((levels == lv).any())
         )
@@ -147,7 +165,9 @@ def multi_scale_case(rois_per_image: int, output: int, backward: bool) -> Callab
                 bytes_moved=out_bytes + in_bytes,
             )
         leaves = {k: v.clone().requires_grad_() for k, v in feats.items()}
-        grad = torch.randn(2 * rois_per_image, CHANNELS, output, output, generator=g).to(device, dtype)
+        grad = torch.randn(2 * rois_per_image, CHANNELS, output, output, generator=g).to(
+            device, dtype
+        )
         full_maps = sum(f.numel() for f in feats.values()) * itemsize
 
         def run(module):
@@ -155,9 +175,14 @@ def multi_scale_case(rois_per_image: int, output: int, backward: bool) -> Callab
                 for v in leaves.values():
                     v.grad = None
                 module(leaves, boxes, sizes).backward(grad)
+
             return step
 
-        return Prepared(ours=run(ours_m), theirs=run(theirs_m), bytes_moved=2 * (out_bytes + in_bytes) + full_maps)
+        return Prepared(
+            ours=run(ours_m),
+            theirs=run(theirs_m),
+            bytes_moved=2 * (out_bytes + in_bytes) + full_maps,
+        )
 
     return prepare
 
@@ -173,16 +198,25 @@ def clustered_proposals(num: int, generator: torch.Generator) -> torch.Tensor:
 
 
 def rpn_nms_case(device: torch.device, dtype: torch.dtype) -> Prepared:
-    """RPN proposal filtering: 2 images, top-1000 of P2-P5 + 819 of P6 per image, NMS 0.7, keep 1000."""
+    """RPN proposal filtering: 2 images, top-1000 of P2-P5 + 819 of P6 per image, NMS 0.7, keep
+    1000."""
     g = torch.Generator().manual_seed(2)
     per_level = [1000, 1000, 1000, 1000, 819]
     n = sum(per_level)
     boxes = torch.stack([clustered_proposals(n, g) for _ in range(2)]).to(device, dtype)
     scores = torch.rand(2, n, generator=g).to(device, dtype)
-    levels = torch.cat([torch.full((c,), i) for i, c in enumerate(per_level)]).expand(2, n).contiguous().to(device)
+    levels = (
+        torch.cat([torch.full((c,), i) for i, c in enumerate(per_level)])
+        .expand(2, n)
+        .contiguous()
+        .to(device)
+    )
 
     def theirs():
-        return [torchvision.ops.batched_nms(boxes[i], scores[i], levels[i], 0.7)[:1000] for i in range(2)]
+        return [
+            torchvision.ops.batched_nms(boxes[i], scores[i], levels[i], 0.7)[:1000]
+            for i in range(2)
+        ]
 
     return Prepared(
         ours=lambda: roiops.batched_nms_padded(boxes, scores, levels, 0.7, 1000),
@@ -199,7 +233,11 @@ def detection_nms_case(device: torch.device, dtype: torch.dtype) -> Prepared:
     boxes = base[:, None, :] + torch.randn(1000, 90, 4, generator=g) * 4
     labels = torch.arange(90).expand(1000, 90)
     keep = probs > 0.05
-    boxes, scores, labels = boxes[keep].to(device, dtype), probs[keep].to(device, dtype), labels[keep].to(device)
+    boxes, scores, labels = (
+        boxes[keep].to(device, dtype),
+        probs[keep].to(device, dtype),
+        labels[keep].to(device),
+    )
     return Prepared(
         ours=lambda: roiops.batched_nms(boxes, scores, labels, 0.5)[:100],
         theirs=lambda: torchvision.ops.batched_nms(boxes, scores, labels, 0.5)[:100],
@@ -226,14 +264,34 @@ def decode_case(device: torch.device, dtype: torch.dtype) -> Prepared:
 CASES = [
     Case("roi_align fwd, box head (1000 RoIs, 7x7, P2)", roi_align_case(1000, 7, backward=False)),
     Case("roi_align fwd, mask head (100 RoIs, 14x14, P2)", roi_align_case(100, 14, backward=False)),
-    Case("roi_align fwd+bwd, box head (1000 RoIs, 7x7, P2)", roi_align_case(1000, 7, backward=True)),
-    Case("roi_align fwd+bwd, mask head (100 RoIs, 14x14, P2)", roi_align_case(100, 14, backward=True)),
+    Case(
+        "roi_align fwd+bwd, box head (1000 RoIs, 7x7, P2)", roi_align_case(1000, 7, backward=True)
+    ),
+    Case(
+        "roi_align fwd+bwd, mask head (100 RoIs, 14x14, P2)", roi_align_case(100, 14, backward=True)
+    ),
     # On the CPU both sides are deterministic anyway: this is the default case again.
-    Case("roi_align fwd+bwd, box head, deterministic mode", deterministic(roi_align_case(1000, 7, True)), ("cuda",)),
-    Case("MultiScaleRoIAlign fwd, box head (2x1000, 7x7, P2-P5)", multi_scale_case(1000, 7, backward=False)),
-    Case("MultiScaleRoIAlign fwd, mask head (2x100, 14x14)", multi_scale_case(100, 14, backward=False)),
-    Case("MultiScaleRoIAlign fwd+bwd, box head (2x1000, 7x7)", multi_scale_case(1000, 7, backward=True)),
-    Case("MultiScaleRoIAlign fwd+bwd, mask head (2x100, 14x14)", multi_scale_case(100, 14, backward=True)),
+    Case(
+        "roi_align fwd+bwd, box head, deterministic mode",
+        deterministic(roi_align_case(1000, 7, True)),
+        ("cuda",),
+    ),
+    Case(
+        "MultiScaleRoIAlign fwd, box head (2x1000, 7x7, P2-P5)",
+        multi_scale_case(1000, 7, backward=False),
+    ),
+    Case(
+        "MultiScaleRoIAlign fwd, mask head (2x100, 14x14)",
+        multi_scale_case(100, 14, backward=False),
+    ),
+    Case(
+        "MultiScaleRoIAlign fwd+bwd, box head (2x1000, 7x7)",
+        multi_scale_case(1000, 7, backward=True),
+    ),
+    Case(
+        "MultiScaleRoIAlign fwd+bwd, mask head (2x100, 14x14)",
+        multi_scale_case(100, 14, backward=True),
+    ),
     Case("RPN batched NMS (2 images x 4819 boxes, 5 levels, keep 1000)", rpn_nms_case),
     Case("detection batched NMS (1000 x 90 classes, score > 0.05)", detection_nms_case),
     Case("decode 268569 anchors (RPN, 1 image)", decode_case),

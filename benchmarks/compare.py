@@ -4,7 +4,8 @@
     python benchmarks/compare.py --device cuda --dtypes float32,float16 --save benchmarks/results
 
 Both implementations run interleaved in the same process on the same inputs; each reported time is
-the median over rounds. "GB/s" is the compulsory traffic of the case (see cases.py) over roiops' time:
+the median over rounds. "GB/s" is the compulsory traffic of the case (see cases.py) over roiops'
+time:
 how close roiops comes to the memory system's limit.
 """
 
@@ -58,10 +59,14 @@ def device_name(device: torch.device) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--dtypes", default="float32", help="comma-separated: float32,float16")
-    parser.add_argument("--rounds", type=int, default=None, help="timing rounds (default: 5 CPU, 20 CUDA)")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="timing rounds (default: 5 CPU, 20 CUDA)"
+    )
     parser.add_argument("--filter", default="", help="only cases whose name contains this")
     parser.add_argument("--save", metavar="DIR", help="also write <DIR>/<device>-<date>.{md,json}")
     args = parser.parse_args()
@@ -111,7 +116,8 @@ def main() -> None:
             }
             rows.append(row)
             emit(
-                f"| {row['case']:<62} | {dtype_name:<7} | {row['torchvision_ms']:14.3f} | {row['roiops_ms']:9.3f} | "
+                f"| {row['case']:<62} | {dtype_name:<7} | {row['torchvision_ms']:14.3f} | "
+                f"{row['roiops_ms']:9.3f} | "
                 f"{row['speedup']:6.2f}x | {row['roiops_GBps']:11.1f} |"
             )
     if args.save:

@@ -1,9 +1,9 @@
-// The roiops library: its schemas (schemas.cpp) and build information. Backends register kernels in
-// csrc/cpu/ and csrc/cuda/; fake kernels and autograd are registered from Python (roiops/_meta.py,
-// roiops/_autograd.py).
+// The roiops library: its schemas (schemas.cpp) and build information. The op layer (csrc/ops/)
+// registers the composite ops; the backends register kernels in csrc/cpu/ and csrc/cuda/; fake
+// kernels and autograd are registered from Python (roiops/_meta.py, roiops/_autograd.py).
 //
 // The shared object is also a (module-less) Python extension so that `import roiops._C` loads it
-// and runs the registrations below; there is no pybind11 and no Python-visible function.
+// and runs the registrations; there is no pybind11 and no Python-visible function.
 
 #include <Python.h>
 #include <torch/library.h>
@@ -44,11 +44,10 @@ static void cuda_not_built(const c10::OperatorHandle& op, torch::jit::Stack*) {
 }
 
 TORCH_LIBRARY_IMPL(roiops, CUDA, m) {
-  for (const char* name :
-       {"roi_align", "_roi_align_backward", "multi_scale_roi_align",
-        "_multi_scale_roi_align_backward", "assign_levels", "_nms_greedy", "decode_boxes",
-        "decode_clip_boxes", "encode_boxes", "box_iou", "grid_anchors"}) {
-    m.impl(name, torch::CppFunction::makeFromBoxedFunction<&cuda_not_built>());
+  for (const OpDefinition& op : op_definitions()) {
+    if (op.implementation == Implementation::kBackend) {
+      m.impl(op.name().c_str(), torch::CppFunction::makeFromBoxedFunction<&cuda_not_built>());
+    }
   }
 }
 #endif

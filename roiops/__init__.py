@@ -1,8 +1,9 @@
 """roiops: fast, torchvision-exact detection ops as torch custom ops.
 
-Every public function keeps torchvision's name and signature, so replacing ``torchvision.ops.X`` with
-``roiops.X`` is the whole migration. The kernels are registered as ``torch.ops.roiops.*`` with fake
-kernels and autograd, so ``torch.compile``, ``torch.export`` and ``torch.library.opcheck`` work.
+Every public function keeps torchvision's name and signature, so replacing ``torchvision.ops.X``
+with ``roiops.X`` is the whole migration. The kernels are registered as ``torch.ops.roiops.*`` with
+fake kernels and autograd, so ``torch.compile``, ``torch.export`` and ``torch.library.opcheck``
+work.
 """
 
 from . import _extension
@@ -11,28 +12,21 @@ _extension.load()
 
 from . import _autograd, _meta  # noqa: E402,F401  (registrations)
 from ._extension import build_info  # noqa: E402
-from .ops import (  # noqa: E402
-    AnchorGenerator,
-    BoxCoder,
-    MultiScaleRoIAlign,
+from .ops.anchors import AnchorGenerator  # noqa: E402
+from .ops.box_coder import BoxCoder, decode_boxes, decode_clip_boxes, encode_boxes  # noqa: E402
+from .ops.boxes import box_iou  # noqa: E402
+from .ops.nms import batched_nms, batched_nms_padded, nms  # noqa: E402
+from .ops.poolers import MultiScaleRoIAlign, assign_levels, multi_scale_roi_align  # noqa: E402
+from .ops.roi_align import (  # noqa: E402
     RoIAlign,
     RoIAlignSamplePoints,
-    assign_levels,
-    batched_nms,
-    batched_nms_padded,
-    box_iou,
-    decode_boxes,
-    decode_clip_boxes,
-    encode_boxes,
-    multi_scale_roi_align,
-    nms,
     roi_align,
     roi_align_sample_points,
 )
-
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
 
 __all__ = [
+    "__version__",
     "AnchorGenerator",
     "BoxCoder",
     "MultiScaleRoIAlign",

@@ -1,4 +1,4 @@
-"""Loads the compiled extension, whose static initialisers register the torch.ops.roiops.* kernels."""
+"""Loads the compiled extension, whose static initialisers register the torch.ops.roiops.* ops."""
 
 from __future__ import annotations
 

@@ -7,26 +7,16 @@ import math
 import pytest
 import torch
 import torchvision
+from inputs import boxes_and_codes, mask_rcnn_anchor_inputs
 from torch.testing import assert_close
 from torchvision.models.detection._utils import BoxCoder as TvBoxCoder
 from torchvision.models.detection.anchor_utils import AnchorGenerator as TvAnchorGenerator
-from torchvision.models.detection.image_list import ImageList
 from torchvision.ops.boxes import clip_boxes_to_image, remove_small_boxes
 
 import roiops
 
 RPN_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
 BOX_HEAD_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
-
-
-def boxes_and_codes(n, k, dtype, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    xy = torch.rand(n, 2, generator=g, dtype=torch.float64) * 1000
-    wh = torch.rand(n, 2, generator=g, dtype=torch.float64) * 300 + 0.5
-    boxes = torch.cat([xy, xy + wh], 1).to(dtype)
-    codes = (torch.randn(n, 4 * k, generator=g, dtype=torch.float64) * 2).to(dtype)
-    codes[::97, 2] = 20.0  # beyond bbox_xform_clip
-    return boxes, codes
 
 
 def same(a, b, device, dtype):
@@ -53,7 +43,9 @@ def test_decode_matches_torchvision(device, dtype, weights, n, k):
 def test_encode_matches_torchvision(device, dtype, weights):
     proposals, _ = boxes_and_codes(70000, 1, dtype, seed=1)
     g = torch.Generator().manual_seed(2)
-    gt = proposals + (torch.randn(70000, 4, generator=g, dtype=torch.float64) * 20).to(dtype)  # some inverted
+    gt = proposals + (torch.randn(70000, 4, generator=g, dtype=torch.float64) * 20).to(
+        dtype
+    )  # some inverted
     ref = TvBoxCoder(weights).encode_single(gt, proposals)
     ours = roiops.BoxCoder(weights).encode_single(gt.to(device), proposals.to(device))
     same(ours, ref, device, dtype)
@@ -67,7 +59,9 @@ def test_box_coder_list_api_and_round_trip(device):
     assert decoded.shape == (30, 3, 4)
     same(decoded, ref.decode(codes, [b.cpu() for b in per_image]), device, torch.float32)
     targets = ours.encode(per_image, [b + 1 for b in per_image])
-    for a, b in zip(targets, ref.encode([b.cpu() for b in per_image], [b.cpu() + 1 for b in per_image])):
+    for a, b in zip(
+        targets, ref.encode([b.cpu() for b in per_image], [b.cpu() + 1 for b in per_image])
+    ):
         same(a, b, device, torch.float32)
     # decode(encode(gt, p), p) == gt up to rounding
     p = boxes.to(device)
@@ -83,7 +77,9 @@ def test_decode_clip_boxes_matches_rpn_filter(device):
     clipped = clip_boxes_to_image(decoded, image)
     keep_ref = torch.zeros(len(clipped), dtype=torch.bool)
     keep_ref[remove_small_boxes(clipped, 1e-3)] = True
-    out, keep = roiops.decode_clip_boxes(codes.to(device), boxes.to(device), RPN_WEIGHTS, image, 1e-3)
+    out, keep = roiops.decode_clip_boxes(
+        codes.to(device), boxes.to(device), RPN_WEIGHTS, image, 1e-3
+    )
     same(out, clipped, device, torch.float32)
     assert torch.equal(keep.cpu()[:, 0], keep_ref)
     assert not keep_ref.all()
@@ -105,15 +101,6 @@ def test_box_iou_matches_torchvision(device, dtype):
     b[3, 0] = float("nan")
     same(roiops.box_iou(a.to(device), b.to(device)), torchvision.ops.box_iou(a, b), device, dtype)
     assert roiops.box_iou(a[:0].to(device), b.to(device)).shape == (0, 200)
-
-
-def mask_rcnn_anchor_inputs(dtype=torch.float32, device="cpu", image=(800, 1344), images=2):
-    images_t = torch.zeros(images, 3, *image, device=device)
-    image_list = ImageList(images_t, [(image[0], image[1] - 11 * i) for i in range(images)])
-    h, w = image
-    sizes = [(h // 4, w // 4), (h // 8, w // 8), (h // 16, w // 16), (h // 32, w // 32), (-(-h // 64), -(-w // 64))]
-    feats = [torch.zeros(images, 1, fh, fw, dtype=dtype, device=device) for fh, fw in sizes]
-    return image_list, feats
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
@@ -152,18 +139,26 @@ def test_opcheck(device):
     w = list(BOX_HEAD_WEIGHTS)
     clip = math.log(1000 / 16)
     torch.library.opcheck(torch.ops.roiops.decode_boxes.default, (codes, boxes, w, clip))
-    torch.library.opcheck(torch.ops.roiops.decode_clip_boxes.default, (codes, boxes, w, clip, 600, 800, 1e-3))
+    torch.library.opcheck(
+        torch.ops.roiops.decode_clip_boxes.default, (codes, boxes, w, clip, 600, 800, 1e-3)
+    )
     torch.library.opcheck(torch.ops.roiops.encode_boxes.default, (boxes + 2, boxes, w))
     torch.library.opcheck(torch.ops.roiops.box_iou.default, (boxes, boxes[:7]))
     cells = torch.tensor([[-8.0, -8, 8, 8], [-16, -8, 16, 8], [-4.0, -4, 4, 4]], device=device)
-    torch.library.opcheck(torch.ops.roiops.grid_anchors.default, (cells, [2, 1], [4, 2], [5, 3], [8, 16], [8, 16], 2))
+    torch.library.opcheck(
+        torch.ops.roiops.grid_anchors.default, (cells, [2, 1], [4, 2], [5, 3], [8, 16], [8, 16], 2)
+    )
 
 
 def test_torch_compile_decode(device):
     boxes, codes = boxes_and_codes(64, 1, torch.float32)
     boxes, codes = boxes.to(device), codes.to(device)
     torch._dynamo.reset()
-    fn = torch.compile(lambda c, b: roiops.decode_boxes(c, b, RPN_WEIGHTS).sum(1), fullgraph=True, backend="aot_eager")
+    fn = torch.compile(
+        lambda c, b: roiops.decode_boxes(c, b, RPN_WEIGHTS).sum(1),
+        fullgraph=True,
+        backend="aot_eager",
+    )
     assert torch.equal(fn(codes, boxes), roiops.decode_boxes(codes, boxes, RPN_WEIGHTS).sum(1))
 
 

@@ -16,11 +16,15 @@ import math
 import pytest
 import torch
 import torchvision
-from conftest import random_rois
 from emulated_cuda import load as load_emulated_cuda
-from test_box_ops import boxes_and_codes, mask_rcnn_anchor_inputs
-from test_multi_scale import make_pyramid
-from test_nms import clustered_boxes, random_boxes
+from inputs import (
+    boxes_and_codes,
+    clustered_boxes,
+    mask_rcnn_anchor_inputs,
+    pyramid_inputs,
+    random_boxes,
+    roi_align_case,
+)
 from torch.testing import assert_close
 
 import roiops
@@ -35,7 +39,8 @@ def gpu():
     return torch.ops.roiops_emulated_cuda
 
 
-# --- the emulator itself ---------------------------------------------------------------------------
+# --- the emulator itself
+# ---------------------------------------------------------------------------
 
 
 def test_emulator_shares_memory_per_block_and_refuses_broken_barriers(gpu):
@@ -47,21 +52,17 @@ def test_emulator_shares_memory_per_block_and_refuses_broken_barriers(gpu):
         gpu._emulator_run_broken_kernel(1)
 
 
-# --- RoIAlign ----------------------------------------------------------------------------------------
-
-
-def roi_case(dtype, scale, seed=0, num_rois=24, batch=2, channels=5, height=13, width=17):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, channels, height, width, generator=g, dtype=torch.float64)
-    rois = random_rois(num_rois, batch, height / scale, width / scale, generator=g)
-    return x.to(dtype), rois.to(dtype)
+# --- RoIAlign
+# ----------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("aligned", [False, True])
-@pytest.mark.parametrize("sampling_ratio,scale", [(-1, 1 / 4), (0, 1 / 4), (1, 1 / 16), (2, 1.0), (3, 1 / 32)])
+@pytest.mark.parametrize(
+    "sampling_ratio,scale", [(-1, 1 / 4), (0, 1 / 4), (1, 1 / 16), (2, 1.0), (3, 1 / 32)]
+)
 def test_roi_align_forward_bit_identical_to_torchvision(gpu, dtype, aligned, sampling_ratio, scale):
-    x, rois = roi_case(dtype, scale, seed=sampling_ratio + 7)
+    x, rois = roi_align_case("cpu", dtype, scale, seed=sampling_ratio + 7, batch=2, num_rois=24)
     out = gpu.roi_align(x, rois, scale, 7, 7, sampling_ratio, aligned)
     ref = torchvision.ops.roi_align(x, rois, (7, 7), scale, sampling_ratio, aligned)
     assert torch.equal(out, ref)
@@ -69,9 +70,10 @@ def test_roi_align_forward_bit_identical_to_torchvision(gpu, dtype, aligned, sam
 
 @pytest.mark.parametrize("layout", ["channels_last", "sliced", "channel_chunks"])
 def test_roi_align_forward_thread_mappings(gpu, layout):
-    """channels_last takes the channel-fastest mapping (no copy); many channels split a RoI over blocks."""
+    """channels_last takes the channel-fastest mapping (no copy); many channels split a RoI over
+    blocks."""
     channels = 300 if layout == "channel_chunks" else 6
-    x, rois = roi_case(torch.float32, 1 / 4, channels=channels, num_rois=6)
+    x, rois = roi_align_case("cpu", torch.float32, 1 / 4, channels=channels, num_rois=6, batch=2)
     ref = torchvision.ops.roi_align(x, rois, (7, 7), 1 / 4, 2, False)
     if layout == "channels_last":
         x = x.to(memory_format=torch.channels_last)
@@ -90,12 +92,15 @@ def test_roi_align_taps_beyond_shared_memory(gpu):
     )
     out = gpu.roi_align(x, rois, 1.0, 7, 7, -1, True)
     assert torch.equal(out[:2], torchvision.ops.roi_align(x, rois[:2], (7, 7), 1.0, -1, True))
-    assert torch.equal(out[2], CPU.roi_align(x, rois[2:], 1.0, 7, 7, -1, True)[0])  # torchvision: minutes
+    assert torch.equal(
+        out[2], CPU.roi_align(x, rois[2:], 1.0, 7, 7, -1, True)[0]
+    )  # torchvision: minutes
 
 
 def test_roi_align_invalid_rois_give_defined_results(gpu):
-    """A batch index outside [0, N) gives a zero row on CUDA (the CPU raises); NaN/Inf boxes zero samples."""
-    x, rois = roi_case(torch.float32, 1.0, num_rois=8)
+    """A batch index outside [0, N) gives a zero row on CUDA (the CPU raises); NaN/Inf boxes zero
+    samples."""
+    x, rois = roi_align_case("cpu", torch.float32, 1.0, num_rois=8, batch=2)
     rois[1, 0] = 2.0  # batch index == N
     rois[2, 0] = -1.0
     rois[3, 1] = float("nan")
@@ -110,7 +115,7 @@ def test_roi_align_invalid_rois_give_defined_results(gpu):
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_roi_align_reduced_precision_accumulates_in_float32(gpu, dtype):
-    x, rois = roi_case(dtype, 1 / 4)
+    x, rois = roi_align_case("cpu", dtype, 1 / 4, batch=2, num_rois=24)
     out = gpu.roi_align(x, rois, 1 / 4, 7, 7, 2, True)
     ref = torchvision.ops.roi_align(x.float(), rois.float(), (7, 7), 1 / 4, 2, True).to(dtype)
     assert out.dtype == dtype and torch.equal(out, ref)
@@ -119,7 +124,7 @@ def test_roi_align_reduced_precision_accumulates_in_float32(gpu, dtype):
 @pytest.mark.parametrize("dtype,rtol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 @pytest.mark.parametrize("sampling_ratio", [-1, 2])
 def test_roi_align_backward_matches_torchvision(gpu, dtype, rtol, sampling_ratio):
-    x, rois = roi_case(dtype, 1 / 4, seed=3)
+    x, rois = roi_align_case("cpu", dtype, 1 / 4, seed=3, batch=2, num_rois=24)
     x.requires_grad_(True)
     torchvision.ops.roi_align(x, rois, (7, 7), 1 / 4, sampling_ratio, True).backward(
         grad := torch.randn(rois.size(0), x.size(1), 7, 7, dtype=dtype)
@@ -131,7 +136,7 @@ def test_roi_align_backward_matches_torchvision(gpu, dtype, rtol, sampling_ratio
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_roi_align_reduced_precision_backward(gpu, dtype):
-    x, rois = roi_case(dtype, 1 / 4, seed=4)
+    x, rois = roi_align_case("cpu", dtype, 1 / 4, seed=4, batch=2, num_rois=24)
     grad = torch.randn(rois.size(0), x.size(1), 7, 7).to(dtype)
     args = (rois, 1 / 4, 7, 7, *x.shape, 2, False)
     out = gpu._roi_align_backward(grad, *args)
@@ -149,10 +154,16 @@ def deterministic_algorithms():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("sampling_ratio,aligned,scale", [(-1, True, 1 / 4), (0, False, 1.0), (2, False, 1 / 16), (3, True, 1 / 4)])
-def test_roi_align_deterministic_backward_bit_identical_to_torchvision(gpu, dtype, sampling_ratio, aligned, scale):
-    """Under deterministic mode the CUDA backward gathers each pixel's terms in torchvision's CPU order."""
-    x, rois = roi_case(dtype, scale, seed=sampling_ratio + 20)
+@pytest.mark.parametrize(
+    "sampling_ratio,aligned,scale",
+    [(-1, True, 1 / 4), (0, False, 1.0), (2, False, 1 / 16), (3, True, 1 / 4)],
+)
+def test_roi_align_deterministic_backward_bit_identical_to_torchvision(
+    gpu, dtype, sampling_ratio, aligned, scale
+):
+    """Under deterministic mode the CUDA backward gathers each pixel's terms in torchvision's CPU
+    order."""
+    x, rois = roi_align_case("cpu", dtype, scale, seed=sampling_ratio + 20, batch=2, num_rois=24)
     x.requires_grad_(True)
     grad = torch.randn(rois.size(0), x.size(1), 7, 7, dtype=dtype)
     torchvision.ops.roi_align(x, rois, (7, 7), scale, sampling_ratio, aligned).backward(grad)
@@ -167,7 +178,9 @@ def test_deterministic_backward_equals_cpu_on_invalid_rois_and_levels(gpu, dtype
     maps, rois, scales = pyramid_inputs(dtype, num_levels=3, seed=2)
     levels = CPU.assign_levels(rois.float(), 2, 4, 224.0, 4.0, 1e-6)
     rois[0, 0], rois[1, 2], levels[2] = 5.0, float("nan"), -1
-    rois[3, 1:] = torch.tensor([-500.0, -400.0, 3000.0, 2000.0], dtype=dtype)  # grid of 500+ per bin axis
+    rois[3, 1:] = torch.tensor(
+        [-500.0, -400.0, 3000.0, 2000.0], dtype=dtype
+    )  # grid of 500+ per bin axis
     grad = torch.randn(rois.size(0), maps[0].size(1), 7, 7).to(dtype)
     sizes = ([m.size(2) for m in maps], [m.size(3) for m in maps], 0, False)
     args = (grad, rois, levels, scales, 7, 7, maps[0].size(0), maps[0].size(1), *sizes)
@@ -183,19 +196,14 @@ def test_deterministic_backward_equals_cpu_on_invalid_rois_and_levels(gpu, dtype
 def test_roi_align_empty(gpu):
     x = torch.randn(2, 3, 5, 5)
     assert gpu.roi_align(x, torch.zeros(0, 5), 1.0, 7, 7, 2, False).shape == (0, 3, 7, 7)
-    grad = gpu._roi_align_backward(torch.zeros(0, 3, 7, 7), torch.zeros(0, 5), 1.0, 7, 7, 2, 3, 5, 5, 2, False)
+    grad = gpu._roi_align_backward(
+        torch.zeros(0, 3, 7, 7), torch.zeros(0, 5), 1.0, 7, 7, 2, 3, 5, 5, 2, False
+    )
     assert grad.shape == (2, 3, 5, 5) and not grad.any()
 
 
-# --- multi-level ---------------------------------------------------------------------------------------
-
-
-def pyramid_inputs(dtype, num_levels=4, seed=0):
-    feats, boxes, image_sizes = make_pyramid("cpu", dtype, num_levels=num_levels, seed=seed, num_boxes=25)
-    maps = list(feats.values())
-    scales = [2.0 ** -(2 + i) for i in range(num_levels)]
-    rois = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], 1) for i, b in enumerate(boxes)])
-    return maps, rois, scales
+# --- multi-level
+# ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -209,7 +217,9 @@ def test_assign_levels_equals_cpu(gpu, dtype):
         assert torch.equal(out, CPU.assign_levels(boxes, 2, 5, 224.0, 4.0, 1e-6))
 
 
-@pytest.mark.parametrize("sampling_ratio,aligned,size", [(2, False, 7), (0, True, 14), (-1, False, 5)])
+@pytest.mark.parametrize(
+    "sampling_ratio,aligned,size", [(2, False, 7), (0, True, 14), (-1, False, 5)]
+)
 def test_multi_scale_forward_equals_cpu_and_torchvision(gpu, sampling_ratio, aligned, size):
     maps, rois, scales = pyramid_inputs(torch.float32)
     levels = CPU.assign_levels(rois, 2, 5, 224.0, 4.0, 1e-6)
@@ -224,7 +234,9 @@ def test_multi_scale_forward_equals_cpu_and_torchvision(gpu, sampling_ratio, ali
     assert not out_of_range[:3].any() and torch.equal(out_of_range[3:], out[3:])
     level = 2  # rows of one level are plain torchvision RoIAlign on that level's map
     rows = (levels == level).nonzero()[:, 0]
-    ref = torchvision.ops.roi_align(maps[level], rois[rows], size, scales[level], sampling_ratio, aligned)
+    ref = torchvision.ops.roi_align(
+        maps[level], rois[rows], size, scales[level], sampling_ratio, aligned
+    )
     assert torch.equal(out[rows], ref)
 
 
@@ -242,11 +254,13 @@ def test_multi_scale_backward_equals_cpu(gpu, dtype, rtol):
         assert_close(o, r, rtol=rtol, atol=rtol)
 
 
-# --- NMS ------------------------------------------------------------------------------------------------
+# --- NMS
+# ------------------------------------------------------------------------------------------------
 
 
 def greedy_inputs(boxes, scores, classes):
-    """What the composite NMS ops hand to _nms_greedy: per row, boxes grouped by class, by score within."""
+    """What the composite NMS ops hand to _nms_greedy: per row, boxes grouped by class, by score
+    within."""
     order = scores.sort(dim=1, descending=True, stable=True).indices
     if classes is None:
         return boxes.gather(1, order[..., None].expand(-1, -1, 4)).contiguous(), None
@@ -273,7 +287,8 @@ def test_nms_one_segment_equals_cpu(gpu, dtype, n, kind):
 
 @pytest.mark.parametrize("max_keep", [-1, 1, 5, 64, 100])
 def test_nms_many_segments_equal_cpu(gpu, max_keep):
-    """3 rows x up to 40 classes: far more segments than the emulated grid's 16 blocks, padding included."""
+    """3 rows x up to 40 classes: far more segments than the emulated grid's 16 blocks, padding
+    included."""
     g = torch.Generator().manual_seed(max_keep + 10)
     rows, n = 3, 400
     boxes = torch.stack([clustered_boxes(n, g) for _ in range(rows)])
@@ -293,17 +308,40 @@ def test_nms_nan_and_inverted_boxes_equal_cpu(gpu):
     boxes[3::11] = boxes[3::11].flip(1)  # x2 < x1
     scores = torch.rand(130, generator=g)
     sorted_boxes, _ = greedy_inputs(boxes[None], scores[None], None)
-    assert torch.equal(gpu._nms_greedy(sorted_boxes, None, 0.5, -1), CPU._nms_greedy(sorted_boxes, None, 0.5, -1))
+    assert torch.equal(
+        gpu._nms_greedy(sorted_boxes, None, 0.5, -1), CPU._nms_greedy(sorted_boxes, None, 0.5, -1)
+    )
 
 
-# --- box coding, IoU, anchors ------------------------------------------------------------------------
+def test_composite_nms_ops_reach_the_emulated_kernel(gpu):
+    """The op layer is compiled into the emulated library too: nms, batched_nms and
+    batched_nms_padded sort and group there and call the emulated _nms_greedy."""
+    g = torch.Generator().manual_seed(11)
+    boxes = clustered_boxes(300, g)
+    scores = (torch.rand(300, generator=g) * 8).round() / 8  # ties: the stable order decides
+    idxs = torch.randint(0, 4, (300,), generator=g)
+    assert torch.equal(gpu.nms(boxes, scores, 0.5), torchvision.ops.nms(boxes, scores, 0.5))
+    assert torch.equal(
+        gpu.batched_nms(boxes, scores, idxs, 0.5), CPU.batched_nms(boxes, scores, idxs, 0.5)
+    )
+    keep, count = gpu.batched_nms_padded(
+        boxes.view(3, 100, 4), scores.view(3, 100), idxs.view(3, 100), 0.5, 20
+    )
+    ref_keep, ref_count = CPU.batched_nms_padded(
+        boxes.view(3, 100, 4), scores.view(3, 100), idxs.view(3, 100), 0.5, 20
+    )
+    assert torch.equal(keep, ref_keep) and torch.equal(count, ref_count)
+
+
+# --- box coding, IoU, anchors
+# ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("k", [1, 3])
 def test_box_coder_equals_torchvision(gpu, dtype, k):
-    """Exact up to exp/log: glibc's here, ATen's vectorised ones on the CPU -- a 1-ulp difference in a
-    box height shows in x1 = ctr - h / 2 as an absolute error of that ulp (6e-5 at 1000 px)."""
+    """Exact up to exp/log: glibc's here, ATen's vectorised ones on the CPU -- a 1-ulp difference
+    in a box height shows in x1 = ctr - h / 2 as an absolute error of that ulp (6e-5 at 1000 px)."""
     tol = dict(rtol=1e-6, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-13, atol=1e-10)
     boxes, codes = boxes_and_codes(300, k, dtype)
     weights, clip = [10.0, 10.0, 5.0, 5.0], math.log(1000.0 / 16)
@@ -330,7 +368,9 @@ def test_box_iou_bit_identical_to_torchvision(gpu, dtype):
 def test_grid_anchors_equal_cpu(gpu, dtype):
     """The Mask R-CNN anchors (5 levels, 3 ratios, P6 of odd size) of two 96x160 images."""
     _, feature_maps = mask_rcnn_anchor_inputs(dtype, image=(96, 160), images=2)
-    generator = roiops.AnchorGenerator(((32,), (64,), (128,), (256,), (512,)), ((0.5, 1.0, 2.0),) * 5)
+    generator = roiops.AnchorGenerator(
+        ((32,), (64,), (128,), (256,), (512,)), ((0.5, 1.0, 2.0),) * 5
+    )
     grids = [f.shape[-2:] for f in feature_maps]
     args = (
         torch.cat(generator.cell_anchors).to(dtype),

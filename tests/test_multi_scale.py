@@ -1,4 +1,5 @@
-"""FPN level assignment and multi-scale RoIAlign against torchvision's LevelMapper and MultiScaleRoIAlign."""
+"""FPN level assignment and multi-scale RoIAlign against torchvision's LevelMapper and
+MultiScaleRoIAlign."""
 
 from __future__ import annotations
 
@@ -7,42 +8,21 @@ import math
 import pytest
 import torch
 import torchvision
+from inputs import feature_pyramid, rois_from_boxes
 from torch.testing import assert_close
 from torchvision.ops.poolers import LevelMapper
 
 import roiops
 
-
-def make_pyramid(device, dtype, num_levels=4, channels=4, image_sizes=((160, 224), (128, 256)), seed=0, num_boxes=60):
-    """FPN-like maps P2.. for images padded to a multiple of 32, boxes of 8..600 px per image."""
-    g = torch.Generator().manual_seed(seed)
-    pad_h = max(h for h, _ in image_sizes)
-    pad_w = max(w for _, w in image_sizes)
-    pad_h, pad_w = -(-pad_h // 32) * 32, -(-pad_w // 32) * 32
-    names = [f"p{2 + i}" for i in range(num_levels)]
-    feats = {
-        n: torch.randn(len(image_sizes), channels, pad_h >> (2 + i), pad_w >> (2 + i), generator=g, dtype=torch.float64)
-        .to(device=device, dtype=dtype)
-        for i, n in enumerate(names)
-    }
-    boxes = []
-    for h, w in image_sizes:
-        size = torch.exp(torch.empty(num_boxes, 2, dtype=torch.float64).uniform_(math.log(8), math.log(600), generator=g))
-        cx = torch.rand(num_boxes, generator=g, dtype=torch.float64) * w
-        cy = torch.rand(num_boxes, generator=g, dtype=torch.float64) * h
-        size[-2:] = torch.tensor([[480.0, 520.0], [700.0, 650.0]], dtype=torch.float64)  # coarsest levels too
-        b = torch.stack([cx - size[:, 0] / 2, cy - size[:, 1] / 2, cx + size[:, 0] / 2, cy + size[:, 1] / 2], 1)
-        boxes.append(b.to(device=device, dtype=dtype))
-    return feats, boxes, list(image_sizes)
-
-
-# --- assign_levels ----------------------------------------------------------------------------------
+# --- assign_levels
+# ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_assign_levels_equals_level_mapper(device, dtype):
-    _, boxes, _ = make_pyramid(device, dtype, num_boxes=2000)
-    # Boxes exactly on level boundaries (sqrt(area) = 224 * 2^k), one ulp either side, empty and huge.
+    _, boxes, _ = feature_pyramid(device, dtype, num_boxes=2000)
+    # Boxes exactly on level boundaries (sqrt(area) = 224 * 2^k), one ulp either side, empty and
+    # huge.
     edges = []
     for k in range(-4, 4):
         side = 224 * 2.0**k
@@ -53,13 +33,15 @@ def test_assign_levels_equals_level_mapper(device, dtype):
     for k_min, k_max in [(2, 5), (2, 6), (3, 3)]:
         ref = LevelMapper(k_min, k_max)(boxes)
         assert torch.equal(roiops.assign_levels(boxes, k_min, k_max), ref)
-        rois = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], 1) for i, b in enumerate(boxes)])
+        rois = rois_from_boxes(boxes)
         assert torch.equal(roiops.assign_levels(rois, k_min, k_max), ref)  # [K, 5] form
 
 
 def test_assign_levels_undefined_area_is_minus_one(device):
     nan = float("nan")
-    boxes = torch.tensor([[0, 0, 10, 10], [10, 0, 0, 10], [nan, 0, 10, 10], [0, 0, 300, 300]], device=device)
+    boxes = torch.tensor(
+        [[0, 0, 10, 10], [10, 0, 0, 10], [nan, 0, 10, 10], [0, 0, 300, 300]], device=device
+    )
     assert roiops.assign_levels(boxes, 2, 5).tolist() == [0, -1, -1, 2]
 
 
@@ -73,14 +55,15 @@ def test_assign_levels_bad_input(device):
     assert roiops.assign_levels(torch.zeros(0, 4, device=device), 2, 5).shape == (0,)
 
 
-# --- MultiScaleRoIAlign ----------------------------------------------------------------------------
+# --- MultiScaleRoIAlign
+# ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("num_levels", [2, 3, 4, 5])
 @pytest.mark.parametrize("output_size,sampling_ratio", [(7, 2), (14, 2), ((5, 3), -1), (4, 0)])
 def test_multi_scale_matches_torchvision(device, dtype, num_levels, output_size, sampling_ratio):
-    feats, boxes, sizes = make_pyramid(device, dtype, num_levels=num_levels, seed=num_levels)
+    feats, boxes, sizes = feature_pyramid(device, dtype, num_levels=num_levels, seed=num_levels)
     names = list(feats)
     ours = roiops.MultiScaleRoIAlign(names, output_size, sampling_ratio)
     ref = torchvision.ops.MultiScaleRoIAlign(names, output_size, sampling_ratio)
@@ -96,10 +79,13 @@ def test_multi_scale_matches_torchvision(device, dtype, num_levels, output_size,
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 def test_multi_scale_gradient_matches_torchvision(device, dtype, tol):
-    feats, boxes, sizes = make_pyramid(device, dtype, num_levels=4, seed=9)
+    feats, boxes, sizes = feature_pyramid(device, dtype, num_levels=4, seed=9)
     names = list(feats)
     grads = {}
-    for name, module in [("ours", roiops.MultiScaleRoIAlign(names, 7, 2)), ("tv", torchvision.ops.MultiScaleRoIAlign(names, 7, 2))]:
+    for name, module in [
+        ("ours", roiops.MultiScaleRoIAlign(names, 7, 2)),
+        ("tv", torchvision.ops.MultiScaleRoIAlign(names, 7, 2)),
+    ]:
         leaves = {k: v.clone().requires_grad_() for k, v in feats.items()}
         out = module(leaves, boxes, sizes)
         out.backward(torch.linspace(-1, 1, out.numel(), dtype=dtype, device=device).view_as(out))
@@ -112,26 +98,35 @@ def test_multi_scale_gradient_matches_torchvision(device, dtype, tol):
 
 
 def test_multi_scale_gradcheck(device):
-    feats, boxes, sizes = make_pyramid(device, torch.float64, num_levels=3, channels=2, num_boxes=4,
-                                       image_sizes=((64, 96),))
-    rois = torch.cat([torch.zeros(len(boxes[0]), 1, dtype=torch.float64, device=device), boxes[0]], 1)
+    feats, boxes, sizes = feature_pyramid(
+        device, torch.float64, num_levels=3, channels=2, num_boxes=4, image_sizes=((64, 96),)
+    )
+    rois = torch.cat(
+        [torch.zeros(len(boxes[0]), 1, dtype=torch.float64, device=device), boxes[0]], 1
+    )
     levels = torch.tensor([0, 1, 2, 1], device=device)
     maps = [f.requires_grad_() for f in feats.values()]
-    fn = lambda *m: roiops.multi_scale_roi_align(list(m), rois, levels, (3, 2), [1 / 4, 1 / 8, 1 / 16], 2)  # noqa: E731
+    fn = lambda *m: roiops.multi_scale_roi_align(
+        list(m), rois, levels, (3, 2), [1 / 4, 1 / 8, 1 / 16], 2
+    )  # noqa: E731
     assert torch.autograd.gradcheck(fn, tuple(maps))
     assert torch.autograd.gradgradcheck(fn, tuple(maps))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_multi_scale_reduced_precision(device, dtype):
-    feats, boxes, sizes = make_pyramid(device, torch.float32, num_levels=4, seed=4)
+    feats, boxes, sizes = feature_pyramid(device, torch.float32, num_levels=4, seed=4)
     names = list(feats)
     half = {k: v.to(dtype) for k, v in feats.items()}
-    rois = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], 1) for i, b in enumerate(boxes)])
+    rois = rois_from_boxes(boxes)
     levels = roiops.assign_levels(rois, 2, 5)
-    out = roiops.multi_scale_roi_align(list(half.values()), rois, levels, 7, [1 / 4, 1 / 8, 1 / 16, 1 / 32], 2)
+    out = roiops.multi_scale_roi_align(
+        list(half.values()), rois, levels, 7, [1 / 4, 1 / 8, 1 / 16, 1 / 32], 2
+    )
     assert out.dtype == dtype
-    ref = torchvision.ops.MultiScaleRoIAlign(names, 7, 2)({k: v.float() for k, v in half.items()}, boxes, sizes)
+    ref = torchvision.ops.MultiScaleRoIAlign(names, 7, 2)(
+        {k: v.float() for k, v in half.items()}, boxes, sizes
+    )
     if device.type == "cpu":
         assert torch.equal(out, ref.to(dtype))
     else:
@@ -139,7 +134,7 @@ def test_multi_scale_reduced_precision(device, dtype):
 
 
 def test_empty_boxes_for_some_or_all_images(device):
-    feats, boxes, sizes = make_pyramid(device, torch.float32, num_levels=4)
+    feats, boxes, sizes = feature_pyramid(device, torch.float32, num_levels=4)
     names = list(feats)
     some = [boxes[0], boxes[1][:0]]
     none = [boxes[0][:0], boxes[1][:0]]
@@ -151,7 +146,7 @@ def test_empty_boxes_for_some_or_all_images(device):
 
 
 def test_nan_and_inverted_boxes_give_zero_rows_like_torchvision(device):
-    feats, boxes, sizes = make_pyramid(device, torch.float32, num_levels=4)
+    feats, boxes, sizes = feature_pyramid(device, torch.float32, num_levels=4)
     names = list(feats)
     bad = torch.tensor([[float("nan"), 0, 50, 50], [60, 10, 20, 80]], device=device)  # NaN; x2 < x1
     boxes = [torch.cat([bad, boxes[0]]), boxes[1]]
@@ -162,29 +157,35 @@ def test_nan_and_inverted_boxes_give_zero_rows_like_torchvision(device):
 
 
 def test_one_level_is_plain_roi_align(device):
-    feats, boxes, sizes = make_pyramid(device, torch.float32, num_levels=1)
+    feats, boxes, sizes = feature_pyramid(device, torch.float32, num_levels=1)
     out = roiops.MultiScaleRoIAlign(["p2"], 7, 2)(feats, boxes, sizes)
     ref = torchvision.ops.MultiScaleRoIAlign(["p2"], 7, 2)(feats, boxes, sizes)
     assert_close(out, ref, rtol=1e-5, atol=1e-5)
 
 
 def test_feature_dict_order_and_filtering_follow_torchvision(device):
-    feats, boxes, sizes = make_pyramid(device, torch.float32, num_levels=4)
+    feats, boxes, sizes = feature_pyramid(device, torch.float32, num_levels=4)
     feats = {"pool": feats["p5"][:, :, ::2, ::2].contiguous(), **feats}  # an unused extra map
     names = ["p2", "p3", "p4", "p5"]
     out = roiops.MultiScaleRoIAlign(names, 7, 2)(feats, boxes, sizes)
     ref = torchvision.ops.MultiScaleRoIAlign(names, 7, 2)(feats, boxes, sizes)
     assert_close(out, ref, rtol=1e-5, atol=1e-5)
-    assert repr(roiops.MultiScaleRoIAlign(names, 7, 2)) == repr(torchvision.ops.MultiScaleRoIAlign(names, 7, 2))
+    assert repr(roiops.MultiScaleRoIAlign(names, 7, 2)) == repr(
+        torchvision.ops.MultiScaleRoIAlign(names, 7, 2)
+    )
 
 
 def test_opcheck_multi_scale_and_assign_levels(device):
-    feats, boxes, sizes = make_pyramid(device, torch.float64, num_levels=3, channels=2, num_boxes=6)
-    rois = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], 1) for i, b in enumerate(boxes)])
+    feats, boxes, sizes = feature_pyramid(
+        device, torch.float64, num_levels=3, channels=2, num_boxes=6
+    )
+    rois = rois_from_boxes(boxes)
     levels = roiops.assign_levels(rois, 2, 4)
     maps = [f.requires_grad_() for f in feats.values()]
     scales = [1 / 4, 1 / 8, 1 / 16]
-    torch.library.opcheck(torch.ops.roiops.multi_scale_roi_align.default, (maps, rois, levels, scales, 7, 7, 2, False))
+    torch.library.opcheck(
+        torch.ops.roiops.multi_scale_roi_align.default, (maps, rois, levels, scales, 7, 7, 2, False)
+    )
     grad = torch.randn(rois.size(0), 2, 7, 7, dtype=torch.float64, device=device)
     heights = [m.size(2) for m in maps]
     widths = [m.size(3) for m in maps]
@@ -196,7 +197,7 @@ def test_opcheck_multi_scale_and_assign_levels(device):
 
 
 def test_torch_compile_fullgraph_module(device):
-    feats, boxes, sizes = make_pyramid(device, torch.float32, num_levels=4)
+    feats, boxes, sizes = feature_pyramid(device, torch.float32, num_levels=4)
     module = roiops.MultiScaleRoIAlign(list(feats), 7, 2)
     expected = module(feats, boxes, sizes)  # first call infers the scales
     torch._dynamo.reset()
@@ -204,13 +205,14 @@ def test_torch_compile_fullgraph_module(device):
     assert torch.equal(compiled(feats, boxes, sizes), expected)
 
 
-# --- bad input --------------------------------------------------------------------------------------
+# --- bad input
+# --------------------------------------------------------------------------------------
 
 
 def test_multi_scale_bad_input(device):
-    feats, boxes, sizes = make_pyramid(device, torch.float32, num_levels=3)
+    feats, boxes, sizes = feature_pyramid(device, torch.float32, num_levels=3)
     maps = list(feats.values())
-    rois = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], 1) for i, b in enumerate(boxes)])
+    rois = rois_from_boxes(boxes)
     levels = roiops.assign_levels(rois, 2, 4)
     scales = [1 / 4, 1 / 8, 1 / 16]
     call = roiops.multi_scale_roi_align
@@ -240,17 +242,21 @@ def test_multi_scale_bad_input(device):
             module(feats, too_many, sizes)
     else:
         out = module(feats, too_many, sizes)
-        assert torch.equal(out[-len(boxes[0]):], torch.zeros_like(out[-len(boxes[0]):]))
+        assert torch.equal(out[-len(boxes[0]) :], torch.zeros_like(out[-len(boxes[0]) :]))
     bad_levels = levels.clone()
     bad_levels[0] = 3
     if device.type == "cpu":
         with pytest.raises(ValueError, match=r"levels\[0\] = 3 is not a level index"):
             call(maps, rois, bad_levels, 7, scales)
     else:
-        assert torch.equal(call(maps, rois, bad_levels, 7, scales)[0], torch.zeros(maps[0].size(1), 7, 7, device=device))
+        assert torch.equal(
+            call(maps, rois, bad_levels, 7, scales)[0],
+            torch.zeros(maps[0].size(1), 7, 7, device=device),
+        )
 
 
-# --- where the op samples ---------------------------------------------------------------------------
+# --- where the op samples
+# ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("aligned", [False, True])
@@ -261,7 +267,9 @@ def test_sample_points_are_where_the_op_samples(aligned, sampling_ratio):
     h, w, scale = 40, 50, 1 / 4
     ramp_x = torch.arange(w, dtype=torch.float64).expand(1, 1, h, w)
     ramp_y = torch.arange(h, dtype=torch.float64).view(h, 1).expand(1, 1, h, w)
-    boxes = torch.tensor([[0, 8.0, 12.0, 150.0, 90.0], [0, 30.5, 4.25, 61.0, 140.0]], dtype=torch.float64)
+    boxes = torch.tensor(
+        [[0, 8.0, 12.0, 150.0, 90.0], [0, 30.5, 4.25, 61.0, 140.0]], dtype=torch.float64
+    )
     pts = roiops.roi_align_sample_points(boxes, (7, 5), scale, sampling_ratio, aligned)
     pooled_x = roiops.roi_align(ramp_x, boxes, (7, 5), scale, sampling_ratio, aligned)[:, 0]
     pooled_y = roiops.roi_align(ramp_y, boxes, (7, 5), scale, sampling_ratio, aligned)[:, 0]
@@ -272,7 +280,9 @@ def test_sample_points_are_where_the_op_samples(aligned, sampling_ratio):
     # Image coordinates: samples lie inside their bin, bins tile the box.
     offset = 0.5 if aligned else 0.0
     assert_close(pts.sample_x, (pts.feature_x + offset) / scale, equal_nan=True)
-    x_in = (pts.sample_x >= pts.bins[:, 0, :, 0, None]) & (pts.sample_x <= pts.bins[:, 0, :, 2, None])
+    x_in = (pts.sample_x >= pts.bins[:, 0, :, 0, None]) & (
+        pts.sample_x <= pts.bins[:, 0, :, 2, None]
+    )
     assert bool((x_in | pts.sample_x.isnan()).all())
     assert_close(pts.bins[:, 0, 0, :2], boxes[:, 1:3])
     if aligned:
@@ -280,7 +290,9 @@ def test_sample_points_are_where_the_op_samples(aligned, sampling_ratio):
 
 
 def test_sample_points_of_a_mask_head_cell():
-    box = torch.tensor([[0, 100.0, 200.0, 156.0, 256.0]])  # 56x56 px: each 28x28 mask cell is 2x2 px
+    box = torch.tensor(
+        [[0, 100.0, 200.0, 156.0, 256.0]]
+    )  # 56x56 px: each 28x28 mask cell is 2x2 px
     pts = roiops.roi_align_sample_points(box, 28, 1 / 4, 2, aligned=False)
     assert pts.bins.shape == (1, 28, 28, 4)
     assert pts.bins[0, 3, 5].tolist() == [110.0, 206.0, 112.0, 208.0]

@@ -5,23 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
+from inputs import clustered_boxes, random_boxes
 from torch.testing import assert_close
 
 import roiops
-
-
-def random_boxes(n, generator, span=200.0, max_size=60.0, dtype=torch.float32):
-    xy = torch.rand(n, 2, generator=generator, dtype=torch.float64) * span
-    wh = torch.rand(n, 2, generator=generator, dtype=torch.float64) * max_size + 0.5
-    return torch.cat([xy, xy + wh], 1).to(dtype)
-
-
-def clustered_boxes(n, generator, dtype=torch.float32):
-    """Groups of near-identical boxes: the case NMS exists for."""
-    centres = random_boxes(max(n // 20, 1), generator, dtype=torch.float64)
-    pick = torch.randint(0, centres.size(0), (n,), generator=generator)
-    jitter = torch.randn(n, 4, generator=generator, dtype=torch.float64) * 1.5
-    return (centres[pick] + jitter).to(dtype)
 
 
 def tv_reference(boxes, scores, thr, idxs=None):
@@ -80,7 +67,8 @@ def test_batched_nms_matches_torchvision(device, num_classes, n):
 
 def test_batched_nms_is_exact_where_torchvision_offset_trick_is_not(device):
     # torchvision shifts class c by c * (max_coordinate + 1). With negative coordinates a shifted
-    # box can land on a box of another class: max is 0, so box 1 (class 1) moves by +1 onto box 0 and
+    # box can land on a box of another class: max is 0, so box 1 (class 1) moves by +1 onto box 0
+    # and
     # suppressed by it. roiops never compares boxes of different classes.
     boxes = torch.tensor([[-10.0, -10.0, 0.0, 0.0], [-11.0, -11.0, -1.0, -1.0]], device=device)
     scores = torch.tensor([0.9, 0.8], device=device)
@@ -88,7 +76,9 @@ def test_batched_nms_is_exact_where_torchvision_offset_trick_is_not(device):
     assert torchvision.ops.batched_nms(boxes.cpu(), scores.cpu(), idxs.cpu(), 0.5).tolist() == [0]
     assert roiops.batched_nms(boxes, scores, idxs, 0.5).tolist() == [0, 1]
     # Negative class indices are classes like any other.
-    assert roiops.batched_nms(boxes, scores, torch.tensor([-5, 7], device=device), 0.5).tolist() == [0, 1]
+    assert roiops.batched_nms(
+        boxes, scores, torch.tensor([-5, 7], device=device), 0.5
+    ).tolist() == [0, 1]
 
 
 def test_batched_nms_equals_per_class_nms_with_large_class_ids(device):
@@ -119,14 +109,20 @@ def test_batched_nms_padded_equals_per_image_batched_nms(device, with_classes, m
     if with_classes:
         idxs[3] = -1  # an image with no valid box
     keep, count = roiops.batched_nms_padded(
-        boxes.to(device), scores.to(device), None if idxs is None else idxs.to(device), 0.5, max_output
+        boxes.to(device),
+        scores.to(device),
+        None if idxs is None else idxs.to(device),
+        0.5,
+        max_output,
     )
     assert keep.shape == (b, max_output) and count.shape == (b,)
     keep, count = keep.cpu(), count.cpu()
     for i in range(b):
         valid = torch.arange(n) if idxs is None else (idxs[i] >= 0).nonzero().squeeze(1)
         classes = torch.zeros(len(valid), dtype=torch.long) if idxs is None else idxs[i][valid]
-        ref = valid[torchvision.ops.batched_nms(boxes[i][valid], scores[i][valid], classes, 0.5)][:max_output]
+        ref = valid[torchvision.ops.batched_nms(boxes[i][valid], scores[i][valid], classes, 0.5)][
+            :max_output
+        ]
         assert int(count[i]) == len(ref)
         assert torch.equal(keep[i, : count[i]], ref)
         assert (keep[i, count[i] :] == -1).all()
@@ -135,7 +131,14 @@ def test_batched_nms_padded_equals_per_image_batched_nms(device, with_classes, m
 def test_nan_scores_and_coordinates_follow_torchvision(device):
     nan = float("nan")
     boxes = torch.tensor(
-        [[0, 0, 10, 10], [1, 1, 11, 11], [nan, 0, 10, 10], [0, 0, 10, 10], [50, 50, 60, 60], [50, 50, 60, nan]],
+        [
+            [0, 0, 10, 10],
+            [1, 1, 11, 11],
+            [nan, 0, 10, 10],
+            [0, 0, 10, 10],
+            [50, 50, 60, 60],
+            [50, 50, 60, nan],
+        ],
         dtype=torch.float32,
     )
     scores = torch.tensor([0.9, nan, 0.8, 0.7, 0.6, 0.95])
@@ -145,9 +148,13 @@ def test_nan_scores_and_coordinates_follow_torchvision(device):
 
 
 def test_inverted_boxes_have_zero_overlap(device):
-    boxes = torch.tensor([[10.0, 10.0, 0.0, 0.0], [10.0, 10.0, 0.0, 0.0], [0, 0, 5, 5]], device=device)
+    boxes = torch.tensor(
+        [[10.0, 10.0, 0.0, 0.0], [10.0, 10.0, 0.0, 0.0], [0, 0, 5, 5]], device=device
+    )
     scores = torch.tensor([0.9, 0.8, 0.7], device=device)
-    assert torch.equal(roiops.nms(boxes, scores, 0.5).cpu(), torchvision.ops.nms(boxes.cpu(), scores.cpu(), 0.5))
+    assert torch.equal(
+        roiops.nms(boxes, scores, 0.5).cpu(), torchvision.ops.nms(boxes.cpu(), scores.cpu(), 0.5)
+    )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
@@ -165,9 +172,13 @@ def test_empty_inputs(device):
     empty = torch.zeros(0, 4, device=device)
     out = roiops.nms(empty, torch.zeros(0, device=device), 0.5)
     assert out.shape == (0,) and out.dtype == torch.int64 and out.device.type == device.type
-    out = roiops.batched_nms(empty, torch.zeros(0, device=device), torch.zeros(0, dtype=torch.long, device=device), 0.5)
+    out = roiops.batched_nms(
+        empty, torch.zeros(0, device=device), torch.zeros(0, dtype=torch.long, device=device), 0.5
+    )
     assert out.shape == (0,) and out.dtype == torch.int64
-    keep, count = roiops.batched_nms_padded(torch.zeros(2, 0, 4, device=device), torch.zeros(2, 0, device=device), None, 0.5, 5)
+    keep, count = roiops.batched_nms_padded(
+        torch.zeros(2, 0, 4, device=device), torch.zeros(2, 0, device=device), None, 0.5, 5
+    )
     assert keep.tolist() == [[-1] * 5] * 2 and count.tolist() == [0, 0]
 
 
@@ -204,10 +215,14 @@ def test_opcheck(device):
     torch.library.opcheck(torch.ops.roiops.nms.default, (boxes, scores, 0.5))
     torch.library.opcheck(torch.ops.roiops.batched_nms.default, (boxes, scores, idxs, 0.5))
     torch.library.opcheck(
-        torch.ops.roiops.batched_nms_padded.default, (boxes.view(2, 40, 4), scores.view(2, 40), idxs.view(2, 40), 0.5, 10)
+        torch.ops.roiops.batched_nms_padded.default,
+        (boxes.view(2, 40, 4), scores.view(2, 40), idxs.view(2, 40), 0.5, 10),
     )
     order = scores.argsort(descending=True)
-    torch.library.opcheck(torch.ops.roiops._nms_greedy.default, (boxes[order].view(1, 80, 4).contiguous(), None, 0.5, -1))
+    torch.library.opcheck(
+        torch.ops.roiops._nms_greedy.default,
+        (boxes[order].view(1, 80, 4).contiguous(), None, 0.5, -1),
+    )
 
 
 def test_torch_compile_padded(device):
@@ -216,7 +231,11 @@ def test_torch_compile_padded(device):
     scores = torch.rand(2, 100, generator=g).to(device)
     levels = torch.randint(0, 3, (2, 100), generator=g).to(device)
     torch._dynamo.reset()
-    fn = torch.compile(lambda b, s, i: roiops.batched_nms_padded(b, s, i, 0.7, 20), fullgraph=True, backend="aot_eager")
+    fn = torch.compile(
+        lambda b, s, i: roiops.batched_nms_padded(b, s, i, 0.7, 20),
+        fullgraph=True,
+        backend="aot_eager",
+    )
     keep, count = fn(boxes, scores, levels)
     ref_keep, ref_count = roiops.batched_nms_padded(boxes, scores, levels, 0.7, 20)
     assert torch.equal(keep, ref_keep) and torch.equal(count, ref_count)

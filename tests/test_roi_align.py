@@ -1,4 +1,5 @@
-"""roiops.roi_align against torchvision.ops.roi_align: numerics, gradients, op registration, bad input."""
+"""roiops.roi_align against torchvision.ops.roi_align: numerics, gradients, registration, bad
+input."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import math
 import pytest
 import torch
 import torchvision
-from conftest import random_rois
+from inputs import random_rois, roi_align_case, rois_from_boxes
 from torch.testing import assert_close
 
 import roiops
@@ -19,14 +20,8 @@ SCALES = [1.0, 1 / 4, 1 / 16, 1 / 32]
 SAMPLING = [-1, 0, 1, 2, 3]
 
 
-def make_case(device, dtype, scale, seed=0, num_rois=40, batch=3, channels=5, height=13, width=17):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, channels, height, width, generator=g, dtype=torch.float64)
-    rois = random_rois(num_rois, batch, height / scale, width / scale, generator=g)
-    return x.to(device=device, dtype=dtype), rois.to(device=device, dtype=dtype)
-
-
-# --- forward numerics ------------------------------------------------------------------------------
+# --- forward numerics
+# ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -34,7 +29,9 @@ def make_case(device, dtype, scale, seed=0, num_rois=40, batch=3, channels=5, he
 @pytest.mark.parametrize("sampling_ratio", SAMPLING)
 @pytest.mark.parametrize("scale", SCALES)
 def test_forward_cpu_bit_identical_to_torchvision(dtype, aligned, sampling_ratio, scale):
-    x, rois = make_case("cpu", dtype, scale, seed=hash((aligned, sampling_ratio, scale)) % 1000)
+    x, rois = roi_align_case(
+        "cpu", dtype, scale, seed=hash((aligned, sampling_ratio, scale)) % 1000
+    )
     for output_size in [(7, 7), (3, 5)]:
         ours = roiops.roi_align(x, rois, output_size, scale, sampling_ratio, aligned)
         ref = tv_roi_align(x, rois, output_size, scale, sampling_ratio, aligned)
@@ -47,19 +44,24 @@ def test_forward_cpu_bit_identical_to_torchvision(dtype, aligned, sampling_ratio
 @pytest.mark.parametrize("sampling_ratio", [-1, 2])
 @pytest.mark.parametrize("scale", [1.0, 1 / 4])
 def test_forward_cuda_matches_torchvision_and_cpu(dtype, aligned, sampling_ratio, scale):
-    x, rois = make_case("cuda", dtype, scale, seed=7)
+    x, rois = roi_align_case("cuda", dtype, scale, seed=7)
     ours = roiops.roi_align(x, rois, (7, 7), scale, sampling_ratio, aligned)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
     assert_close(ours, tv_roi_align(x, rois, (7, 7), scale, sampling_ratio, aligned), **tol)
-    assert_close(ours.cpu(), roiops.roi_align(x.cpu(), rois.cpu(), (7, 7), scale, sampling_ratio, aligned), **tol)
+    assert_close(
+        ours.cpu(),
+        roiops.roi_align(x.cpu(), rois.cpu(), (7, 7), scale, sampling_ratio, aligned),
+        **tol,
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("rois_dtype", ["same", "float32"])
 def test_reduced_precision_accumulates_in_float32(device, dtype, rois_dtype):
-    # Half inputs are upcast exactly, so the float32 reference on the upcast inputs, rounded once, is
+    # Half inputs are upcast exactly, so the float32 reference on the upcast inputs, rounded once,
+    # is
     # what a float32 accumulation must give: bit-identical on the CPU, within rounding on CUDA.
-    x, rois = make_case(device, dtype, 1 / 4, seed=3)
+    x, rois = roi_align_case(device, dtype, 1 / 4, seed=3)
     if rois_dtype == "float32":
         rois = rois.float()
     ours = roiops.roi_align(x, rois, (7, 7), 1 / 4, 2, False)
@@ -79,16 +81,18 @@ def test_float16_cuda_matches_torchvision_half():
     x = torch.randn(2, 4, 20, 24, generator=g).cuda().half()
     xy = (torch.rand(30, 2, generator=g) * 60).mul(8).round().div(8)
     wh = (torch.rand(30, 2, generator=g) * 30 + 1).mul(8).round().div(8)
-    rois = torch.cat([torch.randint(0, 2, (30, 1), generator=g).float(), xy, xy + wh], 1).cuda().half()
+    rois = (
+        torch.cat([torch.randint(0, 2, (30, 1), generator=g).float(), xy, xy + wh], 1).cuda().half()
+    )
     ours = roiops.roi_align(x, rois, 7, 0.25, 2, True)
     assert_close(ours, tv_roi_align(x, rois, 7, 0.25, 2, True), rtol=1e-3, atol=1e-3)
 
 
 def test_list_of_boxes_equals_rois_tensor(device):
-    x, rois = make_case(device, torch.float32, 1.0)
+    x, rois = roi_align_case(device, torch.float32, 1.0)
     boxes = [rois[rois[:, 0] == i, 1:] for i in range(x.size(0))]
     as_list = roiops.roi_align(x, boxes, 5, 1.0, 2)
-    rois_sorted = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], 1) for i, b in enumerate(boxes)])
+    rois_sorted = rois_from_boxes(boxes)
     assert torch.equal(as_list, roiops.roi_align(x, rois_sorted, 5, 1.0, 2))
     if device.type == "cpu":
         assert torch.equal(as_list, tv_roi_align(x, boxes, 5, 1.0, 2))
@@ -96,7 +100,7 @@ def test_list_of_boxes_equals_rois_tensor(device):
 
 @pytest.mark.parametrize("layout", ["channels_last", "sliced"])
 def test_any_memory_layout(device, layout):
-    x, rois = make_case(device, torch.float32, 1 / 4, channels=40)
+    x, rois = roi_align_case(device, torch.float32, 1 / 4, channels=40)
     expected = roiops.roi_align(x, rois, 7, 1 / 4, 2)
     if layout == "channels_last":
         x2 = x.to(memory_format=torch.channels_last)
@@ -109,7 +113,7 @@ def test_any_memory_layout(device, layout):
 
 
 def test_module_matches_function(device):
-    x, rois = make_case(device, torch.float32, 1 / 4)
+    x, rois = roi_align_case(device, torch.float32, 1 / 4)
     module = roiops.RoIAlign((7, 7), spatial_scale=1 / 4, sampling_ratio=2, aligned=True)
     assert torch.equal(module(x, rois), roiops.roi_align(x, rois, (7, 7), 1 / 4, 2, True))
     assert repr(module) == repr(torchvision.ops.RoIAlign((7, 7), 1 / 4, 2, True))
@@ -122,7 +126,7 @@ def test_module_matches_function(device):
 @pytest.mark.parametrize("aligned", [False, True])
 @pytest.mark.parametrize("sampling_ratio", [-1, 2])
 def test_backward_matches_torchvision(device, dtype, tol, aligned, sampling_ratio):
-    x, rois = make_case(device, dtype, 1 / 4, seed=11)
+    x, rois = roi_align_case(device, dtype, 1 / 4, seed=11)
     grad = torch.randn(rois.size(0), x.size(1), 7, 7, dtype=dtype, device=device)
     ours = x.clone().requires_grad_()
     ref = x.clone().requires_grad_()
@@ -135,19 +139,23 @@ def test_backward_matches_torchvision(device, dtype, tol, aligned, sampling_rati
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_reduced_precision_backward_accumulates_in_float32(device, dtype):
-    x, rois = make_case(device, dtype, 1 / 4, seed=2)
+    x, rois = roi_align_case(device, dtype, 1 / 4, seed=2)
     grad = torch.randn(rois.size(0), x.size(1), 7, 7, device=device).to(dtype)
     ours = x.clone().requires_grad_()
     roiops.roi_align(ours, rois, 7, 1 / 4, 2).backward(grad)
     ref = x.float().cpu().requires_grad_()
     tv_roi_align(ref, rois.float().cpu(), 7, 1 / 4, 2).backward(grad.float().cpu())
     assert ours.grad.dtype == dtype
-    assert_close(ours.grad.float().cpu(), ref.grad, rtol=1e-2, atol=1e-2 if dtype == torch.bfloat16 else 2e-3)
+    assert_close(
+        ours.grad.float().cpu(), ref.grad, rtol=1e-2, atol=1e-2 if dtype == torch.bfloat16 else 2e-3
+    )
 
 
 @pytest.mark.parametrize("aligned", [False, True])
 def test_gradcheck(device, aligned):
-    x, rois = make_case(device, torch.float64, 1 / 2, num_rois=6, batch=2, channels=2, height=6, width=7)
+    x, rois = roi_align_case(
+        device, torch.float64, 1 / 2, num_rois=6, batch=2, channels=2, height=6, width=7
+    )
     x.requires_grad_()
     fn = lambda t: roiops.roi_align(t, rois, (3, 2), 1 / 2, -1, aligned)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (x,))
@@ -170,7 +178,7 @@ def test_empty_rois_give_empty_output_and_zero_grad(device):
 
 def test_opcheck(device):
     for dtype in [torch.float32, torch.float64]:
-        x, rois = make_case(device, dtype, 1 / 4, num_rois=8, channels=3)
+        x, rois = roi_align_case(device, dtype, 1 / 4, num_rois=8, channels=3)
         x.requires_grad_()
         for args in [(x, rois, 0.25, 7, 7, 2, False), (x, rois, 0.25, 3, 5, -1, True)]:
             torch.library.opcheck(torch.ops.roiops.roi_align.default, args)
@@ -180,7 +188,7 @@ def test_opcheck(device):
 
 
 def test_torch_compile_fullgraph(device):
-    x, rois = make_case(device, torch.float32, 1 / 4, channels=3)
+    x, rois = roi_align_case(device, torch.float32, 1 / 4, channels=3)
     torch._dynamo.reset()
 
     @torch.compile(fullgraph=True, backend="aot_eager")
@@ -195,7 +203,7 @@ def test_torch_compile_fullgraph(device):
 
 
 def test_torch_export():
-    x, rois = make_case("cpu", torch.float32, 1 / 4, channels=3)
+    x, rois = roi_align_case("cpu", torch.float32, 1 / 4, channels=3)
 
     class Pool(torch.nn.Module):
         def forward(self, feat, boxes):
@@ -243,7 +251,12 @@ def test_huge_box_with_adaptive_grid_is_fast_and_exact(device):
     out = roiops.roi_align(x, huge, 7, 1.0, -1)
     assert torch.isfinite(out).all()
     big = torch.tensor([[0, -900.0, -700.0, 300.0, 400.0]], device=device, dtype=torch.float64)
-    assert_close(roiops.roi_align(x, big, 7, 1.0, -1), tv_roi_align(x, big, 7, 1.0, -1), rtol=1e-12, atol=1e-12)
+    assert_close(
+        roiops.roi_align(x, big, 7, 1.0, -1),
+        tv_roi_align(x, big, 7, 1.0, -1),
+        rtol=1e-12,
+        atol=1e-12,
+    )
 
 
 def test_batch_index_out_of_range(device):
@@ -262,16 +275,60 @@ def test_batch_index_out_of_range(device):
 @pytest.mark.parametrize(
     "make_args,exc,pattern",
     [
-        (lambda d: (torch.randn(3, 8, 8, device=d), torch.zeros(1, 5, device=d), 2), ValueError, "input must be a 4-D"),
-        (lambda d: (torch.randn(1, 3, 8, 8, device=d), torch.zeros(1, 4, device=d), 2), ValueError, "boxes must be a Tensor"),
-        (lambda d: (torch.randn(1, 3, 8, 8, device=d), [torch.zeros(1, 5, device=d)], 2), ValueError, r"boxes\[0\] must be"),
+        (
+            lambda d: (torch.randn(3, 8, 8, device=d), torch.zeros(1, 5, device=d), 2),
+            ValueError,
+            "input must be a 4-D",
+        ),
+        (
+            lambda d: (torch.randn(1, 3, 8, 8, device=d), torch.zeros(1, 4, device=d), 2),
+            ValueError,
+            "boxes must be a Tensor",
+        ),
+        (
+            lambda d: (torch.randn(1, 3, 8, 8, device=d), [torch.zeros(1, 5, device=d)], 2),
+            ValueError,
+            r"boxes\[0\] must be",
+        ),
         (lambda d: (torch.randn(1, 3, 8, 8, device=d), "boxes", 2), TypeError, "boxes must be"),
-        (lambda d: (torch.randn(1, 3, 8, 8, device=d), torch.zeros(1, 5, device=d, dtype=torch.float64), 2), TypeError, "rois must have the input's dtype"),
-        (lambda d: (torch.randint(0, 5, (1, 3, 8, 8), device=d), torch.zeros(1, 5, device=d, dtype=torch.long), 2), TypeError, "input must be float32"),
-        (lambda d: (torch.randn(1, 3, 8, 8, device=d), torch.zeros(1, 5, device=d), 0), ValueError, "output_size must be positive"),
-        (lambda d: (torch.randn(1, 3, 8, 8, device=d), torch.zeros(1, 5, device=d), (2, -1)), ValueError, "output_size must be positive"),
-        (lambda d: (torch.randn(1, 3, 8, 8, device=d), torch.zeros(1, 5, device=d), "7"), ValueError, "output_size must be an int"),
-        (lambda d: (torch.randn(1, 3, 0, 8, device=d), torch.zeros(1, 5, device=d), 2), ValueError, "non-empty height and width"),
+        (
+            lambda d: (
+                torch.randn(1, 3, 8, 8, device=d),
+                torch.zeros(1, 5, device=d, dtype=torch.float64),
+                2,
+            ),
+            TypeError,
+            "rois must have the input's dtype",
+        ),
+        (
+            lambda d: (
+                torch.randint(0, 5, (1, 3, 8, 8), device=d),
+                torch.zeros(1, 5, device=d, dtype=torch.long),
+                2,
+            ),
+            TypeError,
+            "input must be float32",
+        ),
+        (
+            lambda d: (torch.randn(1, 3, 8, 8, device=d), torch.zeros(1, 5, device=d), 0),
+            ValueError,
+            "output_size must be positive",
+        ),
+        (
+            lambda d: (torch.randn(1, 3, 8, 8, device=d), torch.zeros(1, 5, device=d), (2, -1)),
+            ValueError,
+            "output_size must be positive",
+        ),
+        (
+            lambda d: (torch.randn(1, 3, 8, 8, device=d), torch.zeros(1, 5, device=d), "7"),
+            ValueError,
+            "output_size must be an int",
+        ),
+        (
+            lambda d: (torch.randn(1, 3, 0, 8, device=d), torch.zeros(1, 5, device=d), 2),
+            ValueError,
+            "non-empty height and width",
+        ),
     ],
 )
 def test_bad_input_raises_clear_error(device, make_args, exc, pattern):
@@ -308,7 +365,9 @@ def test_build_info_names_the_running_torch():
 def test_backward_op_rejects_wrong_grad_shape():
     rois = torch.zeros(2, 5)
     with pytest.raises(ValueError, match=r"grad must have shape \[2, 3, 7, 7\]"):
-        torch.ops.roiops._roi_align_backward(torch.zeros(2, 3, 5, 5), rois, 1.0, 7, 7, 1, 3, 8, 8, 2, False)
+        torch.ops.roiops._roi_align_backward(
+            torch.zeros(2, 3, 5, 5), rois, 1.0, 7, 7, 1, 3, 8, 8, 2, False
+        )
 
 
 def test_randomized_sweep_against_torchvision():
@@ -321,7 +380,8 @@ def test_randomized_sweep_against_torchvision():
         rois = random_rois(25, 2, h / scale, w / scale, generator=g)
         ph, pw = (int(v) for v in torch.randint(1, 9, (2,), generator=g))
         assert torch.equal(
-            roiops.roi_align(x, rois, (ph, pw), scale, sr, aligned), tv_roi_align(x, rois, (ph, pw), scale, sr, aligned)
+            roiops.roi_align(x, rois, (ph, pw), scale, sr, aligned),
+            tv_roi_align(x, rois, (ph, pw), scale, sr, aligned),
         ), (h, w, ph, pw, scale, sr, aligned)
 
 
@@ -333,9 +393,15 @@ def test_import_from_an_unbuilt_source_tree_says_how_to_fix_it(tmp_path):
     from pathlib import Path
 
     source = Path(roiops.__file__).parent
-    shutil.copytree(source, tmp_path / "roiops", ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    shutil.copytree(
+        source, tmp_path / "roiops", ignore=shutil.ignore_patterns("*.so", "__pycache__")
+    )
     result = subprocess.run(
-        [sys.executable, "-c", "import roiops"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", "import roiops"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode != 0
     assert "compiled extension (roiops._C) is missing" in result.stderr
@@ -345,7 +411,7 @@ def test_import_from_an_unbuilt_source_tree_says_how_to_fix_it(tmp_path):
 def test_backward_under_deterministic_mode_is_torchvision_cpu_bitwise(device):
     # CUDA scatters with atomics by default; under deterministic algorithms it gathers each pixel's
     # terms in torchvision's CPU order instead, so both backends give torchvision's CPU gradient.
-    x, rois = make_case("cpu", torch.float32, 1 / 4)
+    x, rois = roi_align_case("cpu", torch.float32, 1 / 4)
     grad = torch.randn(rois.size(0), x.size(1), 7, 7, generator=torch.Generator().manual_seed(1))
     x_ref = x.clone().requires_grad_()
     tv_roi_align(x_ref, rois, 7, 1 / 4, 2, True).backward(grad)

@@ -5,12 +5,11 @@
 
 #include <cstdint>
 
+#include "limits.h"
 #include "macros.h"
 
 namespace roiops {
 namespace anchor_math {
-
-constexpr int kMaxLevels = 8;
 
 struct AnchorLevels {
   int64_t row_begin[kMaxLevels + 1];  // first output row of each level; [num_levels] = total

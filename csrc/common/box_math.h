@@ -1,35 +1,18 @@
 // Box arithmetic shared by the CPU and CUDA kernels: IoU (NMS and box_iou), box coding, anchors.
 //
-// Each formula reproduces torchvision's operation order. Products use mul_exact(): on the GPU nvcc
-// would otherwise fuse `a + b * c` into one FMA (rounding once instead of twice), and the CUDA
-// kernels would disagree with the CPU ones -- and with torchvision, whose elementwise ops never
-// fuse.
+// Each formula reproduces torchvision's operation order, with products that are never fused into
+// FMAs (exact_math.h): torchvision's elementwise ops never fuse, so neither may the CUDA kernels.
 #pragma once
 
 #include <math.h>
 
 #include <cstdint>
 
+#include "exact_math.h"
 #include "macros.h"
 
 namespace roiops {
 namespace box_math {
-
-ROIOPS_HOST_DEVICE ROIOPS_INLINE float mul_exact(float a, float b) {
-#ifdef __CUDA_ARCH__
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-
-ROIOPS_HOST_DEVICE ROIOPS_INLINE double mul_exact(double a, double b) {
-#ifdef __CUDA_ARCH__
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
 
 // std::max / std::min semantics: (a < b) ? b : a. With NaN the FIRST argument wins, as in
 // torchvision's CPU NMS, where `a` is the box already kept.

@@ -6,12 +6,10 @@
 
 #include <cstdint>
 
+#include "limits.h"
 #include "macros.h"
 
 namespace roiops {
-
-// FPN pyramids have 4-6 levels (P2-P6); 8 leaves room and keeps the kernel argument small.
-constexpr int kMaxLevels = 8;
 
 template <typename scalar_t, typename acc_t>
 struct FeaturePyramid {

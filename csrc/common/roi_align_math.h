@@ -1,8 +1,9 @@
 // RoIAlign scalar math (Mask R-CNN, He et al. 2017, sec. 3), written once for both backends.
 //
 // Every expression reproduces torchvision's `roi_align` arithmetic operation by operation (same
-// operand order, multiply before divide), so the CPU kernel is bit-identical to torchvision's CPU
-// kernel in float32/float64. `T` is the accumulation type: float for float16/bfloat16 inputs.
+// operand order, multiply before divide, no fused multiply-add: exact_math.h), so both backends are
+// bit-identical to torchvision's CPU kernel in float32/float64. `T` is the accumulation type: float
+// for float16/bfloat16 inputs.
 //
 // Two deliberate differences, both for inputs on which torchvision misbehaves:
 //  * the "sample outside the map" test is written as NOT(inside), so NaN coordinates give a zero
@@ -16,6 +17,7 @@
 
 #include <cstdint>
 
+#include "exact_math.h"
 #include "macros.h"
 
 namespace roiops {
@@ -60,10 +62,10 @@ ROIOPS_HOST_DEVICE ROIOPS_INLINE RoIGeometry<T> roi_geometry(T x1, T y1, T x2, T
                                                              bool aligned) {
   const T offset = aligned ? T(0.5) : T(0);
   RoIGeometry<T> g;
-  g.start_w = x1 * spatial_scale - offset;
-  g.start_h = y1 * spatial_scale - offset;
-  const T end_w = x2 * spatial_scale - offset;
-  const T end_h = y2 * spatial_scale - offset;
+  g.start_w = mul_exact(x1, spatial_scale) - offset;
+  g.start_h = mul_exact(y1, spatial_scale) - offset;
+  const T end_w = mul_exact(x2, spatial_scale) - offset;
+  const T end_h = mul_exact(y2, spatial_scale) - offset;
   T roi_w = end_w - g.start_w;
   T roi_h = end_h - g.start_h;
   if (!aligned) {  // std::max(v, 1) semantics: NaN stays NaN
@@ -90,10 +92,16 @@ ROIOPS_HOST_DEVICE ROIOPS_INLINE T backward_count(const RoIGeometry<T>& g) {
   return static_cast<T>(static_cast<int64_t>(g.grid_h) * g.grid_w);
 }
 
+// Leading edge of bin `p` along one axis (p = pooled gives the RoI's far edge).
+template <typename T>
+ROIOPS_HOST_DEVICE ROIOPS_INLINE T bin_edge(T start, T bin, int p) {
+  return start + mul_exact(static_cast<T>(p), bin);
+}
+
 // Coordinate of sample `i` of bin `p` along one axis: the centre of the i-th of `grid` equal parts.
 template <typename T>
 ROIOPS_HOST_DEVICE ROIOPS_INLINE T sample_coord(T start, T bin, int grid, int p, int i) {
-  return start + static_cast<T>(p) * bin + static_cast<T>(i + .5f) * bin / static_cast<T>(grid);
+  return bin_edge(start, bin, p) + mul_exact(static_cast<T>(i + .5f), bin) / static_cast<T>(grid);
 }
 
 // One axis of a bilinear sample: the two neighbouring pixel indices and the distance from the
@@ -139,7 +147,30 @@ ROIOPS_HOST_DEVICE ROIOPS_INLINE BilinearWeights<T> bilinear_weights(const AxisT
                                                                      const AxisTap<T>& tx) {
   const T ly = ty.frac, lx = tx.frac;
   const T hy = T(1) - ly, hx = T(1) - lx;
-  return {hy * hx, hy * lx, ly * hx, ly * lx};
+  return {mul_exact(hy, hx), mul_exact(hy, lx), mul_exact(ly, hx), mul_exact(ly, lx)};
+}
+
+// The interpolated value of one sample from its four corner values, summed left to right as
+// torchvision sums them.
+template <typename T>
+ROIOPS_HOST_DEVICE ROIOPS_INLINE T interpolate(const BilinearWeights<T>& w, T v1, T v2, T v3,
+                                               T v4) {
+  return mul_exact(w.w1, v1) + mul_exact(w.w2, v2) + mul_exact(w.w3, v3) + mul_exact(w.w4, v4);
+}
+
+// Which RoIs are pooled. The batch index is truncated toward zero as torchvision truncates it, so
+// any value in (-1, N) names an image; NaN fails. A level outside [0, L) -- assign_levels' -1 for
+// a box with no defined level, or a level whose map the caller does not have -- is not pooled.
+// What happens to a RoI that fails is the backend's choice: the CPU raises on a bad batch index
+// (checking is free there), CUDA writes a zero row (checking would cost a host sync); both give a
+// zero row for a RoI without a level.
+template <typename T>
+ROIOPS_HOST_DEVICE ROIOPS_INLINE bool is_batch_index(T b, int64_t batch_size) {
+  return b > T(-1) && b < static_cast<T>(batch_size);
+}
+
+ROIOPS_HOST_DEVICE ROIOPS_INLINE bool is_level_index(int64_t level, int num_levels) {
+  return level >= 0 && level < num_levels;
 }
 
 // Smallest i in [0, grid] whose sample has passed `bound` (c >= bound, or c > bound if `strict`;

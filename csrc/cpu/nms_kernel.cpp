@@ -6,11 +6,11 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <optional>
 #include <vector>
 
 #include "../common/box_math.h"
-#include "../nms_args.h"
+#include "../ops/bind_kernel.h"
+#include "../ops/nms.h"
 
 namespace roiops {
 namespace {
@@ -42,16 +42,11 @@ void suppress_segment(const T* boxes, const Segment& s, double threshold, int64_
   }
 }
 
-at::Tensor nms_greedy_cpu(const at::Tensor& boxes, const std::optional<at::Tensor>& classes,
-                          double iou_threshold, int64_t max_keep) {
-  const at::Tensor cls = check_nms_greedy_args(boxes, classes);
-  const int64_t rows = boxes.size(0), n = boxes.size(1);
-  at::Tensor keep = at::zeros({rows, n}, boxes.options().dtype(at::kBool));
-  if (keep.numel() == 0) return keep;
-
+void nms_greedy_cpu(const NmsGreedyArgs& a, at::Tensor& keep) {
+  const int64_t rows = a.boxes.size(0), n = a.boxes.size(1);
   // Segments: runs of one class within a row; negative classes are padding and get none.
   std::vector<Segment> segments;
-  const int64_t* c = cls.defined() ? cls.data_ptr<int64_t>() : nullptr;
+  const int64_t* c = a.classes.defined() ? a.classes.data_ptr<int64_t>() : nullptr;
   for (int64_t r = 0; r < rows; ++r) {
     int64_t begin = r * n;
     for (int64_t p = r * n + 1; p <= (r + 1) * n; ++p) {
@@ -61,22 +56,23 @@ at::Tensor nms_greedy_cpu(const at::Tensor& boxes, const std::optional<at::Tenso
     }
   }
 
-  AT_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "nms_greedy_cpu", [&] {
-    const scalar_t* b = boxes.data_ptr<scalar_t>();
+  AT_DISPATCH_FLOATING_TYPES(a.boxes.scalar_type(), "nms_greedy_cpu", [&] {
+    const scalar_t* b = a.boxes.data_ptr<scalar_t>();
     bool* k = keep.data_ptr<bool>();
     at::parallel_for(0, static_cast<int64_t>(segments.size()), 1, [&](int64_t lo, int64_t hi) {
       std::vector<scalar_t> areas;
       std::vector<char> suppressed;
       for (int64_t s = lo; s < hi; ++s) {
-        suppress_segment(b, segments[s], iou_threshold, max_keep, k, areas, suppressed);
+        suppress_segment(b, segments[s], a.iou_threshold, a.max_keep, k, areas, suppressed);
       }
     });
   });
-  return keep;
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(roiops, CPU, m) { m.impl("_nms_greedy", &nms_greedy_cpu); }
+TORCH_LIBRARY_IMPL(roiops, CPU, m) {
+  m.impl("_nms_greedy", bind_kernel<&nms_greedy, &nms_greedy_cpu>);
+}
 
 }  // namespace roiops

@@ -17,9 +17,8 @@
 #include <tuple>
 #include <vector>
 
-#include "../common/level_math.h"
 #include "../common/roi_align_math.h"
-#include "../roi_align_args.h"
+#include "../ops/roi_align.h"
 
 namespace roiops {
 namespace {
@@ -29,7 +28,7 @@ using namespace roi_align_math;
 template <typename acc_t>
 struct SamplePoint {
   int64_t offset[4];  // element offsets of the 4 corners within one (image, channel) plane
-  acc_t weight[4];
+  BilinearWeights<acc_t> weights;
 };
 
 // The valid samples of every bin of one RoI, in torchvision's visiting order (bin-major, then iy,
@@ -56,7 +55,8 @@ struct RoISamples {
     begin[pooled] = static_cast<int>(taps.size());
   }
 
-  // RoI k as seen by both passes; false for a RoI without a level (its row stays zero).
+  // RoI k as seen by both passes (check_indices has vetted its indices); false for a RoI without a
+  // level, whose row is zero.
   int level = 0;
   int64_t batch_index = 0;
   RoIGeometry<acc_t> geometry;
@@ -66,8 +66,9 @@ struct RoISamples {
             const int64_t* levels, int64_t k, int64_t pooled_h, int64_t pooled_w,
             int64_t sampling_ratio, bool aligned) {
     const acc_t* roi = rois + 5 * k;
-    level = levels != nullptr ? static_cast<int>(levels[k]) : 0;
-    if (level == level_math::kNoLevel) return false;
+    const int64_t l = levels != nullptr ? levels[k] : 0;
+    if (!is_level_index(l, pyramid.num_levels)) return false;
+    level = static_cast<int>(l);
     batch_index = static_cast<int64_t>(roi[0]);
     geometry = roi_geometry(roi[1], roi[2], roi[3], roi[4], pyramid.scale[level],
                             static_cast<int>(pooled_h), static_cast<int>(pooled_w),
@@ -91,11 +92,10 @@ struct RoISamples {
           for (int ix = x_begin[pw]; ix < x_begin[pw + 1]; ++ix) {
             const AxisTap<acc_t>& tx = x_taps[ix];
             if (ty.low < 0 || tx.low < 0) continue;
-            const BilinearWeights<acc_t> w = bilinear_weights(ty, tx);
             points.push_back(
                 {{ty.low * stride_h + tx.low * stride_w, ty.low * stride_h + tx.high * stride_w,
                   ty.high * stride_h + tx.low * stride_w, ty.high * stride_h + tx.high * stride_w},
-                 {w.w1, w.w2, w.w3, w.w4}});
+                 bilinear_weights(ty, tx)});
           }
         }
       }
@@ -104,19 +104,19 @@ struct RoISamples {
   }
 };
 
-// torchvision reads rois[k, 0] out of bounds when it is not a batch index; here it is an error.
+// torchvision reads rois[k, 0] out of bounds when it is not a batch index; here it is an error, as
+// is a level index other than -1 (no level: a zero row) that names no map.
 template <typename acc_t>
 void check_indices(const char* op, const acc_t* rois, const int64_t* levels, int64_t num_rois,
                    int64_t batch, int num_levels) {
   for (int64_t k = 0; k < num_rois; ++k) {
     const acc_t b = rois[5 * k];
-    // Truncation toward zero (torchvision's int cast) must land in [0, N); NaN fails both tests.
-    TORCH_CHECK_VALUE(b > acc_t(-1) && b < static_cast<acc_t>(batch), op, ": rois[", k,
-                      ", 0] = ", b, " is not a batch index of the input (batch size ", batch, ")");
+    TORCH_CHECK_VALUE(is_batch_index(b, batch), op, ": rois[", k, ", 0] = ", b,
+                      " is not a batch index of the input (batch size ", batch, ")");
     if (levels != nullptr) {
-      TORCH_CHECK_VALUE(levels[k] >= level_math::kNoLevel && levels[k] < num_levels, op,
-                        ": levels[", k, "] = ", levels[k], " is not a level index; expected [0, ",
-                        num_levels, ") or -1 (no level: zero row)");
+      TORCH_CHECK_VALUE(levels[k] == -1 || is_level_index(levels[k], num_levels), op, ": levels[",
+                        k, "] = ", levels[k], " is not a level index; expected [0, ", num_levels,
+                        ") or -1 (no level: zero row)");
     }
   }
 }
@@ -146,16 +146,13 @@ std::vector<int64_t> spatial_order(const FeaturePyramid<scalar_t, acc_t>& pyrami
   return order;
 }
 
-at::Tensor forward_cpu(const char* op, const RoIAlignForwardArgs& a) {
+void forward_cpu(const RoIAlignForwardArgs& a, at::Tensor& output) {
   std::vector<at::Tensor> features;  // the CPU loops read planes; other layouts are copied
   for (const at::Tensor& f : a.features) features.push_back(f.contiguous());
   const at::Tensor& first = features[0];
   const int64_t num_rois = a.rois.size(0);
   const int64_t channels = first.size(1);
   const int64_t bins = a.pooled_h * a.pooled_w;
-  // Zero-filled: RoIs without a level (-1) keep a zero row.
-  at::Tensor output = at::zeros({num_rois, channels, a.pooled_h, a.pooled_w}, first.options());
-  if (output.numel() == 0) return output;
 
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, first.scalar_type(), "roi_align_forward_cpu", [&] {
@@ -163,7 +160,7 @@ at::Tensor forward_cpu(const char* op, const RoIAlignForwardArgs& a) {
         const auto pyramid = make_pyramid<const scalar_t, acc_t>(features, a.spatial_scales);
         const acc_t* rois = a.rois.data_ptr<acc_t>();
         const int64_t* levels = a.levels.defined() ? a.levels.data_ptr<int64_t>() : nullptr;
-        check_indices(op, rois, levels, num_rois, pyramid.batch, pyramid.num_levels);
+        check_indices(a.op, rois, levels, num_rois, pyramid.batch, pyramid.num_levels);
         scalar_t* out = output.data_ptr<scalar_t>();
         const std::vector<int64_t> order = spatial_order(pyramid, rois, levels, num_rois);
 
@@ -173,7 +170,8 @@ at::Tensor forward_cpu(const char* op, const RoIAlignForwardArgs& a) {
             const int64_t k = order[idx];
             if (!samples.load(pyramid, rois, levels, k, a.pooled_h, a.pooled_w, a.sampling_ratio,
                               a.aligned)) {
-              continue;  // the row stays zero
+              std::fill(out + k * channels * bins, out + (k + 1) * channels * bins, scalar_t(0));
+              continue;
             }
             const int level = samples.level;
             const acc_t count = forward_count(samples.geometry);
@@ -185,11 +183,10 @@ at::Tensor forward_cpu(const char* op, const RoIAlignForwardArgs& a) {
                 acc_t sum = 0;
                 for (int64_t s = samples.bin_begin[bin]; s < samples.bin_begin[bin + 1]; ++s) {
                   const SamplePoint<acc_t>& pt = samples.points[s];
-                  const acc_t value = pt.weight[0] * static_cast<acc_t>(plane[pt.offset[0]]) +
-                                      pt.weight[1] * static_cast<acc_t>(plane[pt.offset[1]]) +
-                                      pt.weight[2] * static_cast<acc_t>(plane[pt.offset[2]]) +
-                                      pt.weight[3] * static_cast<acc_t>(plane[pt.offset[3]]);
-                  sum += value;
+                  sum += interpolate(pt.weights, static_cast<acc_t>(plane[pt.offset[0]]),
+                                     static_cast<acc_t>(plane[pt.offset[1]]),
+                                     static_cast<acc_t>(plane[pt.offset[2]]),
+                                     static_cast<acc_t>(plane[pt.offset[3]]));
                 }
                 out_c[bin] = static_cast<scalar_t>(sum / count);
               }
@@ -197,7 +194,6 @@ at::Tensor forward_cpu(const char* op, const RoIAlignForwardArgs& a) {
           }
         });
       });
-  return output;
 }
 
 // Backward: each thread owns a range of channels and adds RoI after RoI in index order, which is
@@ -208,7 +204,7 @@ at::Tensor forward_cpu(const char* op, const RoIAlignForwardArgs& a) {
 constexpr int64_t kBackwardChannelsPerPass = 8;
 constexpr int64_t kBackwardPointBudget = int64_t{1} << 20;  // sample points per batch of RoIs
 
-void backward_cpu(const char* op, const RoIAlignBackwardArgs& a, std::vector<at::Tensor>& grads) {
+void backward_cpu(const RoIAlignBackwardArgs& a, std::vector<at::Tensor>& grads) {
   const int64_t num_rois = a.rois.size(0);
   const int64_t bins = a.pooled_h * a.pooled_w;
   AT_DISPATCH_FLOATING_TYPES_AND2(
@@ -217,7 +213,7 @@ void backward_cpu(const char* op, const RoIAlignBackwardArgs& a, std::vector<at:
         const auto pyramid = make_pyramid<acc_t, acc_t>(grads, a.spatial_scales);
         const acc_t* rois = a.rois.data_ptr<acc_t>();
         const int64_t* levels = a.levels.defined() ? a.levels.data_ptr<int64_t>() : nullptr;
-        check_indices(op, rois, levels, num_rois, pyramid.batch, pyramid.num_levels);
+        check_indices(a.op, rois, levels, num_rois, pyramid.batch, pyramid.num_levels);
         const scalar_t* grad = a.grad.data_ptr<scalar_t>();
 
         std::vector<RoISamples<acc_t>> batch;
@@ -255,8 +251,10 @@ void backward_cpu(const char* op, const RoIAlignBackwardArgs& a, std::vector<at:
                         for (int64_t p = samples.bin_begin[bin]; p < samples.bin_begin[bin + 1];
                              ++p) {
                           const SamplePoint<acc_t>& pt = samples.points[p];
+                          const acc_t w[4] = {pt.weights.w1, pt.weights.w2, pt.weights.w3,
+                                              pt.weights.w4};
                           for (int corner = 0; corner < 4; ++corner) {
-                            plane[pt.offset[corner]] += grad_bin * pt.weight[corner] / count;
+                            plane[pt.offset[corner]] += mul_exact(grad_bin, w[corner]) / count;
                           }
                         }
                       }

@@ -4,8 +4,9 @@
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
-#include "../assign_levels_args.h"
 #include "../common/level_math.h"
+#include "../ops/assign_levels.h"
+#include "../ops/bind_kernel.h"
 #include "cuda_helpers.cuh"
 
 namespace roiops {
@@ -23,26 +24,21 @@ __global__ void assign_levels_kernel(const scalar_t* __restrict__ boxes, int64_t
                                               canonical_level, eps, k_min, k_max);
 }
 
-at::Tensor assign_levels_cuda(const at::Tensor& boxes, int64_t k_min, int64_t k_max,
-                              double canonical_scale, double canonical_level, double eps) {
-  const at::Tensor b = check_assign_levels_args(boxes, k_min, k_max, canonical_scale);
-  cuda::DeviceGuard device_guard(b.device());
-  const int64_t num = b.size(0);
-  at::Tensor levels = at::empty({num}, b.options().dtype(at::kLong));
-  if (num == 0) return levels;
-  constexpr int kThreads = 256;
-  const unsigned blocks = static_cast<unsigned>(cuda::ceil_div<int64_t>(num, kThreads));
-  AT_DISPATCH_FLOATING_TYPES(b.scalar_type(), "assign_levels_cuda", [&] {
-    cuda::launch(assign_levels_kernel<scalar_t>, blocks, kThreads, b.data_ptr<scalar_t>(), num,
-                 static_cast<int>(b.size(1)), static_cast<scalar_t>(canonical_scale),
-                 static_cast<scalar_t>(canonical_level), static_cast<scalar_t>(eps), k_min, k_max,
-                 levels.data_ptr<int64_t>());
+void assign_levels_cuda(const AssignLevelsArgs& a, at::Tensor& levels) {
+  const int64_t num = a.boxes.size(0);
+  AT_DISPATCH_FLOATING_TYPES(a.boxes.scalar_type(), "assign_levels_cuda", [&] {
+    cuda::launch(assign_levels_kernel<scalar_t>, cuda::elementwise_blocks(num),
+                 cuda::kThreadsPerBlock, a.boxes.data_ptr<scalar_t>(), num,
+                 static_cast<int>(a.boxes.size(1)), static_cast<scalar_t>(a.canonical_scale),
+                 static_cast<scalar_t>(a.canonical_level), static_cast<scalar_t>(a.eps), a.k_min,
+                 a.k_max, levels.data_ptr<int64_t>());
   });
-  return levels;
 }
 
 }  // namespace
 
-ROIOPS_REGISTER_CUDA_KERNELS(m) { m.impl("assign_levels", &assign_levels_cuda); }
+ROIOPS_REGISTER_CUDA_KERNELS(m) {
+  m.impl("assign_levels", bind_kernel<&assign_levels, &assign_levels_cuda>);
+}
 
 }  // namespace roiops

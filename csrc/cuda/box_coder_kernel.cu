@@ -6,10 +6,9 @@
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
-#include <tuple>
-
-#include "../box_ops_args.h"
 #include "../common/box_math.h"
+#include "../ops/bind_kernel.h"
+#include "../ops/box_coder.h"
 #include "cuda_helpers.cuh"
 
 namespace roiops {
@@ -28,7 +27,7 @@ struct Weights {
 };
 
 template <typename T>
-Weights<T> to_weights(at::ArrayRef<double> weights) {
+Weights<T> to_weights(const double* weights) {
   return {{static_cast<T>(weights[0]), static_cast<T>(weights[1]), static_cast<T>(weights[2]),
            static_cast<T>(weights[3])}};
 }
@@ -63,70 +62,35 @@ __global__ void encode_kernel(const T* __restrict__ gt, const T* __restrict__ pr
   out[4 * i + 3] = mul_exact(weights.w[3], log_of(p.height_ratio));
 }
 
-constexpr int kThreads = 256;
-
-void launch_decode(const at::Tensor& codes, const at::Tensor& ref, at::ArrayRef<double> weights,
-                   double clip, at::Tensor& out, const double* image_hw, double min_size,
-                   at::Tensor* keep) {
-  const int64_t n = codes.size(0), k = codes.size(1) / 4;
-  if (n * k == 0) return;
-  const unsigned blocks = static_cast<unsigned>(cuda::ceil_div<int64_t>(n * k, kThreads));
-  AT_DISPATCH_FLOATING_TYPES(codes.scalar_type(), "decode_boxes_cuda", [&] {
+void decode_cuda(const DecodeArgs& a, at::Tensor& out, at::Tensor* keep) {
+  const int64_t n = a.rel_codes.size(0), k = a.rel_codes.size(1) / 4;
+  AT_DISPATCH_FLOATING_TYPES(a.rel_codes.scalar_type(), "decode_boxes_cuda", [&] {
     using T = scalar_t;
-    cuda::launch(decode_kernel<T>, blocks, kThreads, codes.data_ptr<T>(), ref.data_ptr<T>(), n, k,
-                 to_weights<T>(weights), static_cast<T>(clip),
-                 image_hw ? static_cast<T>(image_hw[0]) : T(0),
-                 image_hw ? static_cast<T>(image_hw[1]) : T(0), static_cast<T>(min_size),
-                 out.data_ptr<T>(), keep ? keep->data_ptr<bool>() : nullptr);
+    cuda::launch(decode_kernel<T>, cuda::elementwise_blocks(n * k), cuda::kThreadsPerBlock,
+                 a.rel_codes.data_ptr<T>(), a.boxes.data_ptr<T>(), n, k, to_weights<T>(a.weights),
+                 static_cast<T>(a.bbox_xform_clip),
+                 a.image_size ? static_cast<T>(a.image_size->first) : T(0),
+                 a.image_size ? static_cast<T>(a.image_size->second) : T(0),
+                 static_cast<T>(a.min_size), out.data_ptr<T>(),
+                 keep ? keep->data_ptr<bool>() : nullptr);
   });
 }
 
-at::Tensor decode_boxes_cuda(const at::Tensor& rel_codes, const at::Tensor& boxes,
-                             at::ArrayRef<double> weights, double bbox_xform_clip) {
-  check_decode_args("decode_boxes", rel_codes, boxes, weights);
-  cuda::DeviceGuard device_guard(rel_codes.device());
-  const at::Tensor codes = rel_codes.contiguous(), ref = boxes.contiguous();
-  at::Tensor out = at::empty_like(codes);
-  launch_decode(codes, ref, weights, bbox_xform_clip, out, nullptr, 0, nullptr);
-  return out;
-}
-
-std::tuple<at::Tensor, at::Tensor> decode_clip_boxes_cuda(
-    const at::Tensor& rel_codes, const at::Tensor& boxes, at::ArrayRef<double> weights,
-    double bbox_xform_clip, int64_t image_height, int64_t image_width, double min_size) {
-  check_decode_args("decode_clip_boxes", rel_codes, boxes, weights);
-  cuda::DeviceGuard device_guard(rel_codes.device());
-  const at::Tensor codes = rel_codes.contiguous(), ref = boxes.contiguous();
-  at::Tensor out = at::empty_like(codes);
-  at::Tensor keep = at::empty({codes.size(0), codes.size(1) / 4}, codes.options().dtype(at::kBool));
-  const double image_hw[2] = {static_cast<double>(image_height), static_cast<double>(image_width)};
-  launch_decode(codes, ref, weights, bbox_xform_clip, out, image_hw, min_size, &keep);
-  return {out, keep};
-}
-
-at::Tensor encode_boxes_cuda(const at::Tensor& reference_boxes, const at::Tensor& proposals,
-                             at::ArrayRef<double> weights) {
-  check_encode_args("encode_boxes", reference_boxes, proposals, weights);
-  cuda::DeviceGuard device_guard(reference_boxes.device());
-  const at::Tensor gt = reference_boxes.contiguous(), ex = proposals.contiguous();
-  const int64_t n = gt.size(0);
-  at::Tensor out = at::empty({n, 4}, gt.options());
-  if (n == 0) return out;
-  const unsigned blocks = static_cast<unsigned>(cuda::ceil_div<int64_t>(n, kThreads));
-  AT_DISPATCH_FLOATING_TYPES(gt.scalar_type(), "encode_boxes_cuda", [&] {
-    cuda::launch(encode_kernel<scalar_t>, blocks, kThreads, gt.data_ptr<scalar_t>(),
-                 ex.data_ptr<scalar_t>(), n, to_weights<scalar_t>(weights),
-                 out.data_ptr<scalar_t>());
+void encode_cuda(const EncodeArgs& a, at::Tensor& out) {
+  const int64_t n = a.reference_boxes.size(0);
+  AT_DISPATCH_FLOATING_TYPES(a.reference_boxes.scalar_type(), "encode_boxes_cuda", [&] {
+    cuda::launch(encode_kernel<scalar_t>, cuda::elementwise_blocks(n), cuda::kThreadsPerBlock,
+                 a.reference_boxes.data_ptr<scalar_t>(), a.proposals.data_ptr<scalar_t>(), n,
+                 to_weights<scalar_t>(a.weights), out.data_ptr<scalar_t>());
   });
-  return out;
 }
 
 }  // namespace
 
 ROIOPS_REGISTER_CUDA_KERNELS(m) {
-  m.impl("decode_boxes", &decode_boxes_cuda);
-  m.impl("decode_clip_boxes", &decode_clip_boxes_cuda);
-  m.impl("encode_boxes", &encode_boxes_cuda);
+  m.impl("decode_boxes", bind_kernel<&decode_boxes, &decode_cuda>);
+  m.impl("decode_clip_boxes", bind_kernel<&decode_clip_boxes, &decode_cuda>);
+  m.impl("encode_boxes", bind_kernel<&encode_boxes, &encode_cuda>);
 }
 
 }  // namespace roiops

@@ -4,8 +4,9 @@
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
-#include "../box_ops_args.h"
 #include "../common/box_math.h"
+#include "../ops/bind_kernel.h"
+#include "../ops/box_iou.h"
 #include "cuda_helpers.cuh"
 
 namespace roiops {
@@ -21,23 +22,17 @@ __global__ void box_iou_kernel(const T* __restrict__ a, const T* __restrict__ b,
   out[at] = box_math::pair_iou(box_a, box_math::box_area(box_a), box_b, box_math::box_area(box_b));
 }
 
-at::Tensor box_iou_cuda(const at::Tensor& boxes1, const at::Tensor& boxes2) {
-  check_box_iou_args(boxes1, boxes2);
-  cuda::DeviceGuard device_guard(boxes1.device());
-  const at::Tensor a = boxes1.contiguous(), b = boxes2.contiguous();
-  const int64_t n = a.size(0), m = b.size(0);
-  at::Tensor out = at::empty({n, m}, a.options());
-  if (out.numel() == 0) return out;
-  const unsigned blocks = static_cast<unsigned>(cuda::ceil_div<int64_t>(n * m, 256));
-  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "box_iou_cuda", [&] {
-    cuda::launch(box_iou_kernel<scalar_t>, blocks, 256, a.data_ptr<scalar_t>(),
-                 b.data_ptr<scalar_t>(), n, m, out.data_ptr<scalar_t>());
+void box_iou_cuda(const BoxIouArgs& a, at::Tensor& iou) {
+  const int64_t n = a.boxes1.size(0), m = a.boxes2.size(0);
+  AT_DISPATCH_FLOATING_TYPES(a.boxes1.scalar_type(), "box_iou_cuda", [&] {
+    cuda::launch(box_iou_kernel<scalar_t>, cuda::elementwise_blocks(n * m), cuda::kThreadsPerBlock,
+                 a.boxes1.data_ptr<scalar_t>(), a.boxes2.data_ptr<scalar_t>(), n, m,
+                 iou.data_ptr<scalar_t>());
   });
-  return out;
 }
 
 }  // namespace
 
-ROIOPS_REGISTER_CUDA_KERNELS(m) { m.impl("box_iou", &box_iou_cuda); }
+ROIOPS_REGISTER_CUDA_KERNELS(m) { m.impl("box_iou", bind_kernel<&box_iou, &box_iou_cuda>); }
 
 }  // namespace roiops

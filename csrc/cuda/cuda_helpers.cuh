@@ -1,9 +1,13 @@
-// What the CUDA launchers need from the runtime, in one place: the device guard, the launch on the
-// current stream with its error check, and the multiprocessor count. With ROIOPS_EMULATE_CUDA the
-// same names run the kernels on host threads (emulation.h), which is how the tests run these
-// kernels on machines without a GPU.
+// What the CUDA launchers need from the runtime, in one place: the block size, grid sizes, the
+// launch on the current stream with its error check, and the multiprocessor count. (The device
+// guard is taken once per op, in the op layer: csrc/ops/.)
+//
+// The tests' emulated-CUDA build (tests/emulated_cuda/) defines ROIOPS_EMULATE_CUDA and puts the
+// emulator's header on the include path: the same names then run the kernels on host threads. The
+// package never sees that header.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <utility>
 
@@ -12,22 +16,31 @@
 #else
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
 #endif
 
 namespace roiops {
 namespace cuda {
+
+// Threads per block of every roiops kernel: 8 warps, enough to hide a block's barrier waits, small
+// enough for several resident blocks per multiprocessor at the kernels' register counts.
+constexpr int kThreadsPerBlock = 256;
 
 template <typename T>
 __host__ __device__ __forceinline__ T ceil_div(T a, T b) {
   return (a + b - 1) / b;
 }
 
+// Blocks for one thread per element of `n`; kernels that may see more than kMaxBlocks * 256
+// elements stride over them.
+constexpr int64_t kMaxBlocks = int64_t{1} << 20;
+inline unsigned elementwise_blocks(int64_t n) {
+  return static_cast<unsigned>(
+      std::max<int64_t>(1, std::min(ceil_div<int64_t>(n, kThreadsPerBlock), kMaxBlocks)));
+}
+
 #ifdef ROIOPS_EMULATE_CUDA
-using DeviceGuard = emulation::DeviceGuard;
 inline int multiprocessor_count() { return emulation::kMultiprocessors; }
 #else
-using DeviceGuard = c10::cuda::CUDAGuard;
 inline int multiprocessor_count() {
   return at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
 }
@@ -50,7 +63,7 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, Args&&... args) {
 }  // namespace roiops
 
 // Where a kernel file registers its launchers: the CUDA dispatch key of the roiops library, or,
-// when emulated, the CPU key of a test-only library with the same schemas (tests/emulated_cuda/).
+// when emulated, the CPU key of the test-only library with the same schemas.
 #ifdef ROIOPS_EMULATE_CUDA
 #define ROIOPS_REGISTER_CUDA_KERNELS(m) TORCH_LIBRARY_IMPL(roiops_emulated_cuda, CPU, m)
 #else

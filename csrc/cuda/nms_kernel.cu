@@ -17,10 +17,10 @@
 
 #include <algorithm>
 #include <limits>
-#include <optional>
 
 #include "../common/box_math.h"
-#include "../nms_args.h"
+#include "../ops/bind_kernel.h"
+#include "../ops/nms.h"
 #include "cuda_helpers.cuh"
 
 namespace roiops {
@@ -29,8 +29,10 @@ namespace {
 using box_math::box_area;
 using box_math::iou_above;
 
+using cuda::elementwise_blocks;
+using cuda::kThreadsPerBlock;
+
 constexpr int kTile = 64;  // one 64-bit mask word per candidate
-constexpr int kThreads = 256;
 
 // head[i] = 1 where a segment starts: at every row start and wherever the class changes.
 __global__ void segment_heads_kernel(const int64_t* __restrict__ classes, int64_t row_length,
@@ -55,7 +57,7 @@ __global__ void segment_starts_kernel(const int32_t* __restrict__ head,
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreadsPerBlock)
     nms_segments_kernel(const T* __restrict__ boxes, const int64_t* __restrict__ classes,
                         const int64_t* __restrict__ starts,
                         const int64_t* __restrict__ num_segments, double threshold,
@@ -121,46 +123,43 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-at::Tensor nms_greedy_cuda(const at::Tensor& boxes, const std::optional<at::Tensor>& classes,
-                           double iou_threshold, int64_t max_keep) {
-  const at::Tensor cls = check_nms_greedy_args(boxes, classes);
-  cuda::DeviceGuard device_guard(boxes.device());
-  const int64_t rows = boxes.size(0), n = boxes.size(1), total = rows * n;
-  at::Tensor keep = at::zeros({rows, n}, boxes.options().dtype(at::kBool));
-  if (total == 0) return keep;
+void nms_greedy_cuda(const NmsGreedyArgs& a, at::Tensor& keep) {
+  const int64_t rows = a.boxes.size(0), n = a.boxes.size(1), total = rows * n;
   TORCH_CHECK_VALUE(total < std::numeric_limits<int32_t>::max(),
                     "nms: at most 2^31 - 1 boxes per call, got ", total);
-  const auto int_opts = boxes.options().dtype(at::kInt);
-  const auto long_opts = boxes.options().dtype(at::kLong);
-  const unsigned elementwise_blocks = static_cast<unsigned>(cuda::ceil_div<int64_t>(total, 256));
-  const int64_t* cls_ptr = cls.defined() ? cls.data_ptr<int64_t>() : nullptr;
+  const auto int_opts = a.boxes.options().dtype(at::kInt);
+  const auto long_opts = a.boxes.options().dtype(at::kLong);
+  const unsigned blocks = elementwise_blocks(total);
+  const int64_t* cls = a.classes.defined() ? a.classes.data_ptr<int64_t>() : nullptr;
 
   at::Tensor head = at::empty({total}, int_opts);
-  cuda::launch(segment_heads_kernel, elementwise_blocks, 256, cls_ptr, n, total,
+  cuda::launch(segment_heads_kernel, blocks, kThreadsPerBlock, cls, n, total,
                head.data_ptr<int32_t>());
   const at::Tensor segment_number = head.cumsum(0, at::kInt);  // 1-based segment of each box
   at::Tensor starts = at::empty({total + 1}, long_opts);
   at::Tensor num_segments = at::empty({1}, long_opts);
-  cuda::launch(segment_starts_kernel, elementwise_blocks, 256, head.data_ptr<int32_t>(),
+  cuda::launch(segment_starts_kernel, blocks, kThreadsPerBlock, head.data_ptr<int32_t>(),
                segment_number.data_ptr<int32_t>(), total, starts.data_ptr<int64_t>(),
                num_segments.data_ptr<int64_t>());
 
   // Enough blocks to fill the GPU; the segment count itself is only known on the device.
   const int sms = cuda::multiprocessor_count();
-  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(total, 8 * sms));
-  AT_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "nms_greedy_cuda", [&] {
-    at::Tensor kept_boxes = at::empty({total, 4}, boxes.options());
-    at::Tensor kept_areas = at::empty({total}, boxes.options());
-    cuda::launch(nms_segments_kernel<scalar_t>, blocks, kThreads, boxes.data_ptr<scalar_t>(),
-                 cls_ptr, starts.data_ptr<int64_t>(), num_segments.data_ptr<int64_t>(),
-                 iou_threshold, max_keep, kept_boxes.data_ptr<scalar_t>(),
-                 kept_areas.data_ptr<scalar_t>(), keep.data_ptr<bool>());
+  const unsigned segment_blocks = static_cast<unsigned>(std::min<int64_t>(total, 8 * sms));
+  AT_DISPATCH_FLOATING_TYPES(a.boxes.scalar_type(), "nms_greedy_cuda", [&] {
+    at::Tensor kept_boxes = at::empty({total, 4}, a.boxes.options());
+    at::Tensor kept_areas = at::empty({total}, a.boxes.options());
+    cuda::launch(nms_segments_kernel<scalar_t>, segment_blocks, kThreadsPerBlock,
+                 a.boxes.data_ptr<scalar_t>(), cls, starts.data_ptr<int64_t>(),
+                 num_segments.data_ptr<int64_t>(), a.iou_threshold, a.max_keep,
+                 kept_boxes.data_ptr<scalar_t>(), kept_areas.data_ptr<scalar_t>(),
+                 keep.data_ptr<bool>());
   });
-  return keep;
 }
 
 }  // namespace
 
-ROIOPS_REGISTER_CUDA_KERNELS(m) { m.impl("_nms_greedy", &nms_greedy_cuda); }
+ROIOPS_REGISTER_CUDA_KERNELS(m) {
+  m.impl("_nms_greedy", bind_kernel<&nms_greedy, &nms_greedy_cuda>);
+}
 
 }  // namespace roiops

@@ -12,7 +12,9 @@ def check_roi_boxes(boxes: Tensor | list[Tensor], arg: str = "boxes") -> None:
         for i, b in enumerate(boxes):
             if not isinstance(b, Tensor) or b.dim() != 2 or b.size(1) != 4:
                 shape = tuple(b.shape) if isinstance(b, Tensor) else type(b).__name__
-                raise ValueError(f"{arg}[{i}] must be a Tensor[L, 4] of (x1, y1, x2, y2), got {shape}")
+                raise ValueError(
+                    f"{arg}[{i}] must be a Tensor[L, 4] of (x1, y1, x2, y2), got {shape}"
+                )
     elif isinstance(boxes, Tensor):
         if boxes.dim() != 2 or boxes.size(1) != 5:
             raise ValueError(
@@ -20,12 +22,14 @@ def check_roi_boxes(boxes: Tensor | list[Tensor], arg: str = "boxes") -> None:
                 f"Tensor[L, 4], got shape {tuple(boxes.shape)}"
             )
     else:
-        raise TypeError(f"{arg} must be a Tensor[K, 5] or a list of Tensor[L, 4], got {type(boxes).__name__}")
+        raise TypeError(
+            f"{arg} must be a Tensor[K, 5] or a list of Tensor[L, 4], got {type(boxes).__name__}"
+        )
 
 
 def boxes_to_rois(boxes: list[Tensor]) -> Tensor:
-    """Per-image boxes -> Tensor[K, 5] with the image index first, in the boxes' dtype (torchvision's
-    convert_boxes_to_roi_format)."""
+    """Per-image boxes -> Tensor[K, 5] with the image index first, in the boxes' dtype
+    (torchvision's convert_boxes_to_roi_format)."""
     if len(boxes) == 0:
         raise ValueError("boxes must hold one Tensor[L, 4] per image, got an empty list")
     concat = torch.cat(list(boxes), dim=0)

@@ -1,4 +1,4 @@
-"""Anchor generation with torchvision's AnchorGenerator API and exact results, in one op per call."""
+"""Anchor generation with torchvision's AnchorGenerator API and exact results, one op per call."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ class AnchorGenerator(nn.Module):
 
     ``sizes[l]`` and ``aspect_ratios[l]`` give the anchors of feature map l. For size s and ratio r
     the cell anchor is round([-w, -h, w, h] / 2) with h = sqrt(r) * s, w = s / sqrt(r), rounded half
-    to even in float32; it is repeated on every cell of the map with stride = image size // map size.
+    to even in float32; it is repeated on every cell of the map with stride = image size // map
+    size.
     """
 
     def __init__(
@@ -25,12 +26,15 @@ class AnchorGenerator(nn.Module):
         if not isinstance(aspect_ratios[0], (list, tuple)):
             aspect_ratios = (aspect_ratios,) * len(sizes)
         if len(sizes) != len(aspect_ratios):
-            raise ValueError(f"sizes and aspect_ratios must have one entry per level, got {len(sizes)} and {len(aspect_ratios)}")
+            raise ValueError(
+                "sizes and aspect_ratios must have one entry per level, got "
+                f"{len(sizes)} and {len(aspect_ratios)}"
+            )
         self.sizes = sizes
         self.aspect_ratios = aspect_ratios
         self.cell_anchors = [self.generate_anchors(s, a) for s, a in zip(sizes, aspect_ratios)]
 
-    def generate_anchors(self, scales, aspect_ratios, dtype=torch.float32, device=torch.device("cpu")) -> Tensor:
+    def generate_anchors(self, scales, aspect_ratios, dtype=torch.float32, device=None) -> Tensor:
         # The same float32 tensor ops as torchvision, so the rounding lands on the same integers.
         scales = torch.as_tensor(scales, dtype=dtype, device=device)
         aspect_ratios = torch.as_tensor(aspect_ratios, dtype=dtype, device=device)
@@ -48,10 +52,12 @@ class AnchorGenerator(nn.Module):
 
     def forward(self, image_list, feature_maps: list[Tensor]) -> list[Tensor]:
         """image_list: a torchvision ImageList (``.tensors`` padded batch, ``.image_sizes``).
-        Returns one Tensor[sum_l H_l * W_l * A_l, 4] per image (rows ordered level, y, x, anchor)."""
+        Returns one Tensor[sum_l H_l * W_l * A_l, 4] per image (rows ordered level, y, x,
+        anchor)."""
         if len(feature_maps) != len(self.cell_anchors):
             raise ValueError(
-                f"got {len(feature_maps)} feature maps but anchors for {len(self.cell_anchors)} levels "
+                f"got {len(feature_maps)} feature maps but anchors for "
+                f"{len(self.cell_anchors)} levels "
                 f"(sizes={self.sizes})"
             )
         image_h, image_w = image_list.tensors.shape[-2:]

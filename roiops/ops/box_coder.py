@@ -54,13 +54,20 @@ def decode_clip_boxes(
     """
     dtype = _compute_dtype(rel_codes)
     out, keep = torch.ops.roiops.decode_clip_boxes.default(
-        rel_codes.to(dtype), boxes.to(dtype), [float(w) for w in weights], float(bbox_xform_clip),
-        int(image_size[0]), int(image_size[1]), float(min_size),
+        rel_codes.to(dtype),
+        boxes.to(dtype),
+        [float(w) for w in weights],
+        float(bbox_xform_clip),
+        int(image_size[0]),
+        int(image_size[1]),
+        float(min_size),
     )
     return out.to(rel_codes.dtype), keep
 
 
-def encode_boxes(reference_boxes: Tensor, proposals: Tensor, weights: tuple[float, float, float, float]) -> Tensor:
+def encode_boxes(
+    reference_boxes: Tensor, proposals: Tensor, weights: tuple[float, float, float, float]
+) -> Tensor:
     """Deltas that turn ``proposals`` into ``reference_boxes`` (torchvision BoxCoder.encode_single).
 
     Args:
@@ -79,7 +86,11 @@ def encode_boxes(reference_boxes: Tensor, proposals: Tensor, weights: tuple[floa
 class BoxCoder:
     """Drop-in for torchvision.models.detection._utils.BoxCoder."""
 
-    def __init__(self, weights: tuple[float, float, float, float], bbox_xform_clip: float = DEFAULT_XFORM_CLIP) -> None:
+    def __init__(
+        self,
+        weights: tuple[float, float, float, float],
+        bbox_xform_clip: float = DEFAULT_XFORM_CLIP,
+    ) -> None:
         self.weights = weights
         self.bbox_xform_clip = bbox_xform_clip
 
@@ -93,7 +104,9 @@ class BoxCoder:
 
     def decode(self, rel_codes: Tensor, boxes: list[Tensor]) -> Tensor:
         if not isinstance(boxes, (list, tuple)):
-            raise TypeError(f"boxes must be a list of per-image Tensor[L, 4], got {type(boxes).__name__}")
+            raise TypeError(
+                f"boxes must be a list of per-image Tensor[L, 4], got {type(boxes).__name__}"
+            )
         box_sum = sum(b.size(0) for b in boxes)
         concat = torch.cat(list(boxes), dim=0)
         if box_sum > 0:

@@ -1,4 +1,5 @@
-"""Non-maximum suppression with torchvision's signatures and results, plus a fixed-size batched form."""
+"""Non-maximum suppression with torchvision's signatures and results, and a fixed-size batched
+form."""
 
 from __future__ import annotations
 
@@ -53,7 +54,9 @@ def batched_nms_padded(
     Returns:
         (keep, count): keep Tensor[B, max_output] int64 indices into N, by decreasing score,
         padded with -1; count Tensor[B] int64 of valid entries. Row b equals
-        ``batched_nms(boxes[b][v], scores[b][v], idxs[b][v], iou_threshold)[:max_output]`` mapped back
-        to indices of row b, where v are its non-padding boxes.
+        ``batched_nms(boxes[b][v], scores[b][v], idxs[b][v], iou_threshold)[:max_output]`` mapped
+        back to indices of row b, where v are its non-padding boxes.
     """
-    return torch.ops.roiops.batched_nms_padded.default(boxes, scores, idxs, float(iou_threshold), int(max_output))
+    return torch.ops.roiops.batched_nms_padded.default(
+        boxes, scores, idxs, float(iou_threshold), int(max_output)
+    )

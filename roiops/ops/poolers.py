@@ -1,4 +1,4 @@
-"""Multi-level RoI pooling for FPN detectors: torchvision's MultiScaleRoIAlign in one op, no host sync.
+"""Multi-level RoI pooling for FPN detectors: torchvision's MultiScaleRoIAlign in one op, no sync.
 
 torchvision assigns each box to a level (FPN eq. 1), then loops over levels in Python: a
 `where(levels == l)` (one host sync each), a roi_align per level and an index-put into a zeroed
@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ._box_format import as_rois, boxes_to_rois, pair
+from .roi_align import roi_align
 
 
 def assign_levels(
@@ -52,7 +53,8 @@ def multi_scale_roi_align(
     sampling_ratio: int = -1,
     aligned: bool = False,
 ) -> Tensor:
-    """RoIAlign of box k from ``features[levels[k]]`` at ``spatial_scales[levels[k]]``, all in one launch.
+    """RoIAlign of box k from ``features[levels[k]]`` at ``spatial_scales[levels[k]]``, in one
+    launch.
 
     Args:
         features: L maps Tensor[N, C, H_l, W_l] (same N, C, dtype, device; L <= 8).
@@ -64,8 +66,14 @@ def multi_scale_roi_align(
     """
     ph, pw = pair(output_size)
     return torch.ops.roiops.multi_scale_roi_align.default(
-        list(features), as_rois(boxes), levels, [float(s) for s in spatial_scales], ph, pw,
-        int(sampling_ratio), bool(aligned),
+        list(features),
+        as_rois(boxes),
+        levels,
+        [float(s) for s in spatial_scales],
+        ph,
+        pw,
+        int(sampling_ratio),
+        bool(aligned),
     )
 
 
@@ -79,7 +87,8 @@ class MultiScaleRoIAlign(nn.Module):
     """Drop-in for torchvision.ops.MultiScaleRoIAlign (same constructor, forward and results).
 
     Scales are inferred on the first call from the feature sizes and the largest image size, exactly
-    as torchvision does; boxes are pooled with ``aligned=False`` (torchvision's choice for Mask R-CNN).
+    as torchvision does; boxes are pooled with ``aligned=False`` (torchvision's choice for Mask
+    R-CNN).
     """
 
     def __init__(
@@ -105,35 +114,43 @@ class MultiScaleRoIAlign(nn.Module):
 
     def _setup_scales(self, features: list[Tensor], image_shapes: list[tuple[int, int]]) -> None:
         if not image_shapes:
-            raise ValueError("image_shapes must list the (height, width) of every image, got an empty list")
+            raise ValueError(
+                "image_shapes must list the (height, width) of every image, got an empty list"
+            )
         original = (max(s[0] for s in image_shapes), max(s[1] for s in image_shapes))
         self.scales = [infer_scale(f, original) for f in features]
         # Level of a map = -log2(scale): P2 (scale 1/4) is level 2.
         self.k_min = int(-math.log2(self.scales[0]))
         self.k_max = int(-math.log2(self.scales[-1]))
 
-    def forward(self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
+    def forward(
+        self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]
+    ) -> Tensor:
         """x: feature maps by name (those in featmap_names are used, in x's order);
         boxes: per-image Tensor[L_i, 4]; image_shapes: per-image (height, width) after resizing.
         Returns Tensor[sum L_i, C, PH, PW]."""
         features = [v for k, v in x.items() if k in self.featmap_names]
         if not features:
-            raise ValueError(f"none of featmap_names {self.featmap_names} is in the feature dict {list(x)}")
+            raise ValueError(
+                f"none of featmap_names {self.featmap_names} is in the feature dict {list(x)}"
+            )
         if self.scales is None:
             self._setup_scales(features, image_shapes)
         if len(features) != len(self.scales):
-            raise ValueError(f"expected {len(self.scales)} feature maps (as on the first call), got {len(features)}")
-        rois = boxes_to_rois(boxes)
-        ph, pw = self.output_size
-        if len(features) == 1:
-            return torch.ops.roiops.roi_align.default(
-                features[0], rois, self.scales[0], ph, pw, self.sampling_ratio, False
+            raise ValueError(
+                f"expected {len(self.scales)} feature maps (as on the first call), got "
+                f"{len(features)}"
             )
-        levels = torch.ops.roiops.assign_levels.default(
-            rois, self.k_min, self.k_max, float(self.canonical_scale), float(self.canonical_level), 1e-6
+        rois = boxes_to_rois(boxes)
+        if len(features) == 1:
+            return roi_align(
+                features[0], rois, self.output_size, self.scales[0], self.sampling_ratio
+            )
+        levels = assign_levels(
+            rois, self.k_min, self.k_max, self.canonical_scale, self.canonical_level
         )
-        return torch.ops.roiops.multi_scale_roi_align.default(
-            features, rois, levels, self.scales, ph, pw, self.sampling_ratio, False
+        return multi_scale_roi_align(
+            features, rois, levels, self.output_size, self.scales, self.sampling_ratio
         )
 
     def __repr__(self) -> str:

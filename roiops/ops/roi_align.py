@@ -18,7 +18,8 @@ def roi_align(
     sampling_ratio: int = -1,
     aligned: bool = False,
 ) -> Tensor:
-    """Pools each box of ``boxes`` from ``input`` into a fixed ``output_size`` grid by bilinear sampling.
+    """Pools each box of ``boxes`` from ``input`` into a fixed ``output_size`` grid by bilinear
+    sampling.
 
     Args:
         input: Tensor[N, C, H, W], float32/float64/float16/bfloat16, any memory layout.
@@ -30,9 +31,9 @@ def roi_align(
         aligned: shift boxes by -0.5 pixel (pixel-centre alignment).
 
     Returns:
-        Tensor[K, C, PH, PW] in ``input``'s dtype. Half precision accumulates in float32. Samples at
-        NaN coordinates contribute 0; a batch index outside [0, N) raises on the CPU and gives a zero
-        row on CUDA (checking would cost a host sync).
+        Tensor[K, C, PH, PW] in ``input``'s dtype. Half precision accumulates in float32. Samples
+        at NaN coordinates contribute 0; a batch index outside [0, N) raises on the CPU and gives a
+        zero row on CUDA (checking would cost a host sync).
     """
     ph, pw = pair(output_size)
     return torch.ops.roiops.roi_align.default(
@@ -57,11 +58,14 @@ class RoIAlign(nn.Module):
         self.aligned = aligned
 
     def forward(self, input: Tensor, rois: Tensor | list[Tensor]) -> Tensor:
-        return roi_align(input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
+        return roi_align(
+            input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned
+        )
 
     def __repr__(self) -> str:
         return (
-            f"{self.__class__.__name__}(output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
+            f"{self.__class__.__name__}(output_size={self.output_size}, "
+            f"spatial_scale={self.spatial_scale}, "
             f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned})"
         )
 
@@ -88,23 +92,6 @@ class RoIAlignSamplePoints(NamedTuple):
     grid_h: Tensor
 
 
-def _axis_samples(start: Tensor, extent: Tensor, pooled: int, sampling_ratio: int):
-    """Sample coordinates along one axis, [K, pooled, G], with roi_align's operation order."""
-    bin_size = extent / pooled
-    if sampling_ratio > 0:
-        grid = torch.full_like(extent, sampling_ratio, dtype=torch.int64)
-    else:
-        grid = torch.nan_to_num(torch.ceil(extent / pooled), nan=0.0).clamp(min=0).to(torch.int64)
-    g_max = int(grid.max()) if grid.numel() else 0
-    if g_max > 4096:
-        raise ValueError(f"a box needs {g_max} samples per bin axis; pass a sampling_ratio to inspect it")
-    p = torch.arange(pooled, dtype=start.dtype, device=start.device).view(1, -1, 1)
-    i = torch.arange(g_max, dtype=start.dtype, device=start.device).view(1, 1, -1)
-    s, b, g = start.view(-1, 1, 1), bin_size.view(-1, 1, 1), grid.view(-1, 1, 1)
-    coords = s + p * b + (i + 0.5) * b / g.to(start.dtype)
-    return coords.masked_fill(i >= g, float("nan")), grid, bin_size
-
-
 def roi_align_sample_points(
     boxes: Tensor | list[Tensor],
     output_size: int | tuple[int, int],
@@ -114,35 +101,28 @@ def roi_align_sample_points(
 ) -> RoIAlignSamplePoints:
     """The image region of every output cell of :func:`roi_align` and the points it samples there.
 
-    Answers "which part of the image did pooled cell (ph, pw) -- or mask pixel (i, j) of a 28x28 mask
-    head -- come from?". The feature coordinates are computed with the op's own arithmetic (in the
-    boxes' dtype), so they are exactly where the op samples; image coordinates undo the scale and the
-    half-pixel shift of ``aligned``: image = (feature + offset) / spatial_scale.
+    Answers "which part of the image did pooled cell (ph, pw) -- or mask pixel (i, j) of a 28x28
+    mask head -- come from?". The feature coordinates come from the op
+    ``roiops::roi_align_sample_points``, which runs the kernels' own geometry code, so they are
+    exactly where the op samples; image coordinates undo the scale and the half-pixel shift of
+    ``aligned``: image = (feature + offset) / spatial_scale.
     """
     ph, pw = pair(output_size)
     rois = as_rois(boxes)
+    edges_y, edges_x, feature_y, feature_x, grid_h, grid_w = (
+        torch.ops.roiops.roi_align_sample_points.default(
+            rois, float(spatial_scale), ph, pw, int(sampling_ratio), bool(aligned)
+        )
+    )
     offset = 0.5 if aligned else 0.0
-    scale = rois.new_tensor(spatial_scale)
-    start_w = rois[:, 1] * scale - offset
-    start_h = rois[:, 2] * scale - offset
-    extent_w = (rois[:, 3] * scale - offset) - start_w
-    extent_h = (rois[:, 4] * scale - offset) - start_h
-    if not aligned:  # roi_align keeps boxes at least one pixel wide (NaN stays NaN)
-        extent_w = torch.where(extent_w < 1, torch.ones_like(extent_w), extent_w)
-        extent_h = torch.where(extent_h < 1, torch.ones_like(extent_h), extent_h)
-    feature_x, grid_w, bin_w = _axis_samples(start_w, extent_w, pw, sampling_ratio)
-    feature_y, grid_h, bin_h = _axis_samples(start_h, extent_h, ph, sampling_ratio)
 
     def to_image(c: Tensor) -> Tensor:
-        return (c + offset) / scale
+        return (c + offset) / spatial_scale
 
-    cols = torch.arange(pw + 1, dtype=rois.dtype, device=rois.device)
-    rows = torch.arange(ph + 1, dtype=rois.dtype, device=rois.device)
-    edge_x = to_image(start_w[:, None] + cols * bin_w[:, None])  # [K, PW + 1]
-    edge_y = to_image(start_h[:, None] + rows * bin_h[:, None])  # [K, PH + 1]
+    image_x, image_y = to_image(edges_x), to_image(edges_y)  # [K, PW + 1], [K, PH + 1]
     bins = torch.stack(
         torch.broadcast_tensors(
-            edge_x[:, None, :-1], edge_y[:, :-1, None], edge_x[:, None, 1:], edge_y[:, 1:, None]
+            image_x[:, None, :-1], image_y[:, :-1, None], image_x[:, None, 1:], image_y[:, 1:, None]
         ),
         dim=-1,
     )

@@ -1,9 +1,11 @@
 """The CUDA kernels of csrc/cuda/, compiled by the host compiler with the CUDA execution model
-emulated on host threads (csrc/cuda/emulation.h), as ``torch.ops.roiops_emulated_cuda.*`` on CPU tensors.
+emulated on host threads (emulation.h, beside this file), as ``torch.ops.roiops_emulated_cuda.*`` on
+CPU tensors. The op layer (csrc/ops/) is compiled in too, into that library, so the composite ops
+(nms, batched_nms, ...) reach the emulated kernels.
 
-This is how the kernels' indexing, bounds, tiling and barrier protocol are tested on machines without
-a GPU (CI among them): every launcher and kernel runs from its own source, unchanged. It does not
-replace a GPU run -- see emulation.h for what it cannot see.
+This is how the kernels' indexing, bounds, tiling and barrier protocol are tested on machines
+without a GPU (CI among them): every launcher and kernel runs from its own source, unchanged. It
+does not replace a GPU run -- see emulation.h for what it cannot see.
 
 The library is built once per checkout into build/emulated_cuda/ (ninja rebuilds what changed).
 """
@@ -23,7 +25,8 @@ NAMESPACE = "roiops_emulated_cuda"
 
 
 def _sources(build_dir: Path) -> list[str]:
-    # A .cu file is compiled as C++ through a one-line wrapper, so that cpp_extension does not hand it
+    # A .cu file is compiled as C++ through a one-line wrapper, so that cpp_extension does not hand
+    # it
     # to nvcc; new kernel files are picked up without touching this list.
     wrappers = build_dir / "wrappers"
     wrappers.mkdir(parents=True, exist_ok=True)
@@ -34,21 +37,24 @@ def _sources(build_dir: Path) -> list[str]:
         if not wrapper.exists() or wrapper.read_text() != text:
             wrapper.write_text(text)
         sources.append(str(wrapper))
-    # Host code the launchers call (argument checks, RoIAlign backward driver) and the schemas.
-    sources += [str(CSRC / "roi_align_args.cpp"), str(CSRC / "schemas.cpp")]
-    sources.append(str(Path(__file__).with_name("library.cpp")))
+    # The op layer the launchers plug into, and the schemas.
+    sources += sorted(str(p) for p in (CSRC / "ops").glob("*.cpp"))
+    sources += [str(CSRC / "schemas.cpp"), str(Path(__file__).with_name("library.cpp"))]
     return sources
 
 
 def load() -> None:
-    """Builds (if needed) and loads the library; its ops are then under torch.ops.roiops_emulated_cuda."""
+    """Builds (if needed) and loads the library: torch.ops.roiops_emulated_cuda."""
     if hasattr(torch.ops, NAMESPACE) and hasattr(getattr(torch.ops, NAMESPACE), "roi_align"):
         return
     from torch.utils import cpp_extension
 
     if shutil.which("ninja") is None:  # a venv's python run without activating the venv
-        os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    cflags, ldflags, build_dir = ["-O2", "-DROIOPS_EMULATE_CUDA"], [], ROOT / "build" / "emulated_cuda"
+        os.environ["PATH"] = (
+            f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        )
+    cflags = ["-O2", "-ffp-contract=off", "-DROIOPS_EMULATE_CUDA"]
+    ldflags, build_dir = [], ROOT / "build" / "emulated_cuda"
     if os.environ.get("ROIOPS_EMULATED_ASAN") == "1":  # see scripts/emulated_cuda_asan.sh
         cflags += ["-fsanitize=address", "-fno-omit-frame-pointer"]
         ldflags += ["-fsanitize=address"]
@@ -57,7 +63,7 @@ def load() -> None:
     cpp_extension.load(
         name=NAMESPACE,
         sources=_sources(build_dir),
-        extra_include_paths=[str(CSRC)],
+        extra_include_paths=[str(CSRC), str(Path(__file__).parent)],  # emulation.h
         extra_cflags=cflags,
         extra_ldflags=ldflags,
         build_directory=str(build_dir),

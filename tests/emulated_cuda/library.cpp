@@ -1,5 +1,5 @@
 // The test-only library roiops_emulated_cuda: roiops' schemas, with the CUDA kernels of csrc/cuda/
-// registered for CPU tensors and run on host threads (csrc/cuda/emulation.h). Built by
+// registered for CPU tensors and run on host threads (emulation.h, beside this file). Built by
 // tests/emulated_cuda/__init__.py.
 //
 // It also holds three small kernels that check the emulator itself: one that uses shared memory and

@@ -1,6 +1,7 @@
 // The CUDA execution model on host threads, so that the kernels of csrc/cuda/ run -- their source
-// unchanged -- on a machine without a GPU. Only test builds define ROIOPS_EMULATE_CUDA
-// (tests/emulated_cuda/); the package itself never includes this header.
+// unchanged -- on a machine without a GPU. Test code: the emulated build (tests/emulated_cuda/)
+// defines ROIOPS_EMULATE_CUDA and puts this folder on the include path, where
+// csrc/cuda/cuda_helpers.cuh finds this header; the package never includes it.
 //
 // A launch runs its blocks one after another; each block is blockDim host threads that share the
 // kernel's __shared__ variables (function-local statics: one block at a time owns them) and take
@@ -15,7 +16,6 @@
 // contraction, which box_math::mul_exact also forbids on the device), and expf/logf are glibc's.
 #pragma once
 
-#include <c10/core/Device.h>
 #include <c10/util/Exception.h>
 
 #include <chrono>
@@ -180,11 +180,6 @@ inline void launch(dim3 grid, dim3 block, const std::function<void()>& body) {
   const std::string error = scheduler.error();
   TORCH_CHECK(error.empty(), "emulated launch: ", error);
 }
-
-// Stands in for c10::cuda::CUDAGuard: there is one "device", the host.
-struct DeviceGuard {
-  explicit DeviceGuard(c10::Device) {}
-};
 
 }  // namespace emulation
 }  // namespace roiops

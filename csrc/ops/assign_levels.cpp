@@ -1,15 +1,16 @@
-// Argument checks of assign_levels, shared by its CPU and CUDA kernels.
-#pragma once
+#include "assign_levels.h"
 
-#include <ATen/core/Tensor.h>
+#include <ATen/ATen.h>
 
 #include <cmath>
 
+#include "bind_kernel.h"
+
 namespace roiops {
 
-// Returns boxes [K, 4] or [K, 5] (leading batch index) contiguous, after checking the arguments.
-inline at::Tensor check_assign_levels_args(const at::Tensor& boxes, int64_t k_min, int64_t k_max,
-                                           double canonical_scale) {
+at::Tensor assign_levels(AssignLevelsKernel kernel, const at::Tensor& boxes, int64_t k_min,
+                         int64_t k_max, double canonical_scale, double canonical_level,
+                         double eps) {
   TORCH_CHECK_VALUE(boxes.dim() == 2 && (boxes.size(1) == 4 || boxes.size(1) == 5),
                     "assign_levels: boxes must be [K, 4] (x1, y1, x2, y2) or [K, 5] (batch_index, "
                     "x1, y1, x2, y2), got shape ",
@@ -21,7 +22,11 @@ inline at::Tensor check_assign_levels_args(const at::Tensor& boxes, int64_t k_mi
   TORCH_CHECK_VALUE(std::isfinite(canonical_scale) && canonical_scale > 0,
                     "assign_levels: canonical_scale must be a positive finite number, got ",
                     canonical_scale);
-  return boxes.contiguous();
+  const AssignLevelsArgs args{boxes.contiguous(), k_min,           k_max,
+                              canonical_scale,    canonical_level, eps};
+  at::Tensor levels = at::empty({boxes.size(0)}, boxes.options().dtype(at::kLong));
+  run_kernel(kernel, args, levels);
+  return levels;
 }
 
 }  // namespace roiops

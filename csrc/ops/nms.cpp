@@ -1,20 +1,50 @@
 // NMS, batched NMS and the fixed-size batched variant: argument checks and the device-independent
 // steps (sorting, class grouping, compaction) written once with ATen ops, registered as
-// CompositeExplicitAutograd. The greedy suppression itself is the backend op roiops::_nms_greedy
-// (csrc/cpu/nms_kernel.cpp, csrc/cuda/nms_kernel.cu).
+// CompositeExplicitAutograd. The greedy suppression itself is the backend op _nms_greedy
+// (nms.h; csrc/cpu/nms_kernel.cpp, csrc/cuda/nms_kernel.cu).
 //
 // Order of results: decreasing score; equal scores keep ascending box index (a stable sort), NaN
 // scores first -- torchvision's order. batched_nms is exact per-class NMS: boxes of different
 // classes never interact, without torchvision's coordinate-offset trick and its float rounding.
 
+#include "nms.h"
+
 #include <ATen/ATen.h>
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
 #include <optional>
 #include <tuple>
 
+#include "bind_kernel.h"
+#include "library.h"
+
 namespace roiops {
+
+at::Tensor nms_greedy(NmsGreedyKernel kernel, const at::Tensor& boxes,
+                      const std::optional<at::Tensor>& classes, double iou_threshold,
+                      int64_t max_keep) {
+  TORCH_CHECK_VALUE(boxes.dim() == 3 && boxes.size(2) == 4 && boxes.is_contiguous(),
+                    "_nms_greedy: boxes must be a contiguous [B, N, 4] tensor, got shape ",
+                    boxes.sizes());
+  TORCH_CHECK_TYPE(boxes.scalar_type() == at::kFloat || boxes.scalar_type() == at::kDouble,
+                   "_nms_greedy: boxes must be float32 or float64, got ", boxes.scalar_type());
+  NmsGreedyArgs args{boxes, at::Tensor(), iou_threshold, max_keep};
+  if (classes.has_value() && classes->defined()) {
+    TORCH_CHECK_VALUE(classes->dim() == 2 && classes->size(0) == boxes.size(0) &&
+                          classes->size(1) == boxes.size(1),
+                      "_nms_greedy: classes must be [B, N] like boxes, got shape ",
+                      classes->sizes());
+    TORCH_CHECK_TYPE(classes->scalar_type() == at::kLong,
+                     "_nms_greedy: classes must be int64, got ", classes->scalar_type());
+    TORCH_CHECK(classes->device() == boxes.device(), "_nms_greedy: classes is on ",
+                classes->device(), " but boxes is on ", boxes.device());
+    args.classes = classes->contiguous();
+  }
+  at::Tensor keep = at::zeros({boxes.size(0), boxes.size(1)}, boxes.options().dtype(at::kBool));
+  run_kernel(kernel, args, keep);
+  return keep;
+}
+
 namespace {
 
 void check_threshold(const char* op, double iou_threshold) {
@@ -76,10 +106,8 @@ std::tuple<at::Tensor, at::Tensor> keep_in_score_order(const at::Tensor& boxes,
   const at::Tensor boxes_sorted =
       b.gather(1, perm.unsqueeze(-1).expand({perm.size(0), perm.size(1), 4})).contiguous();
   static const auto greedy =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("roiops::_nms_greedy", "")
-          .typed<at::Tensor(const at::Tensor&, const std::optional<at::Tensor>&, double,
-                            int64_t)>();
+      find_op<at::Tensor(const at::Tensor&, const std::optional<at::Tensor>&, double, int64_t)>(
+          "_nms_greedy");
   const at::Tensor keep_sorted = greedy.call(
       boxes_sorted,
       classes_sorted.defined() ? std::optional<at::Tensor>(classes_sorted) : std::nullopt,
@@ -142,7 +170,7 @@ std::tuple<at::Tensor, at::Tensor> batched_nms_padded(const at::Tensor& boxes,
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(roiops, CompositeExplicitAutograd, m) {
+TORCH_LIBRARY_IMPL(ROIOPS_LIBRARY, CompositeExplicitAutograd, m) {
   m.impl("nms", &nms);
   m.impl("batched_nms", &batched_nms);
   m.impl("batched_nms_padded", &batched_nms_padded);

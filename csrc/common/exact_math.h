@@ -1,0 +1,31 @@
+// Products that are never fused into a fused multiply-add.
+//
+// nvcc contracts `a * b + c` into one FMA (a single rounding instead of two) wherever it can; the
+// host compiler is told not to (setup.py passes -ffp-contract=off) and torchvision's CPU kernels,
+// the numerics roiops reproduces, never fuse. So every product whose rounding decides a result that
+// must be bit-identical on both backends goes through mul_exact: __fmul_rn / __dmul_rn compile to
+// `mul.rn`, which neither nvcc nor ptxas may fuse. tests/test_cuda_codegen.py compiles the CUDA
+// kernels to PTX and checks that no contracted FMA and no fusable product is left.
+#pragma once
+
+#include "macros.h"
+
+namespace roiops {
+
+ROIOPS_HOST_DEVICE ROIOPS_INLINE float mul_exact(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+
+ROIOPS_HOST_DEVICE ROIOPS_INLINE double mul_exact(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+
+}  // namespace roiops

@@ -1,0 +1,3 @@
+"""The roiops version: the one place it is written (setup.py reads it from here)."""
+
+__version__ = "0.2.0"

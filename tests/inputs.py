@@ -1,0 +1,144 @@
+"""Test inputs shared by the test files: random and adversarial RoIs, feature pyramids, boxes, box
+codes and anchor inputs at Mask R-CNN's shapes. Every builder is seeded, so a failure reproduces."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torchvision.models.detection.image_list import ImageList
+
+
+def rois_from_boxes(boxes: list[torch.Tensor]) -> torch.Tensor:
+    """Per-image Tensor[L_i, 4] -> Tensor[K, 5] with the image index first (torchvision's
+    RoI format)."""
+    return torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], 1) for i, b in enumerate(boxes)])
+
+
+def random_rois(
+    num_rois: int,
+    batch_size: int,
+    height: float,
+    width: float,
+    dtype=torch.float32,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Tensor[K, 5] of boxes in image coordinates (a map of height x width at spatial_scale 1):
+    mostly inside, some partly or fully outside, some degenerate (zero size) or inverted
+    (x2 < x1)."""
+    g = generator
+    k = num_rois
+    x1 = torch.rand(k, generator=g, dtype=torch.float64) * width * 1.4 - 0.2 * width
+    y1 = torch.rand(k, generator=g, dtype=torch.float64) * height * 1.4 - 0.2 * height
+    w = torch.rand(k, generator=g, dtype=torch.float64) * width * 0.8
+    h = torch.rand(k, generator=g, dtype=torch.float64) * height * 0.8
+    kind = torch.randint(0, 10, (k,), generator=g)
+    w = torch.where(kind == 0, torch.zeros_like(w), w)  # degenerate
+    h = torch.where(kind == 1, -h * 0.3, h)  # inverted
+    x1 = torch.where(kind == 2, x1 + 2 * width, x1)  # fully outside
+    batch = torch.randint(0, batch_size, (k,), generator=g).to(torch.float64)
+    return torch.stack([batch, x1, y1, x1 + w, y1 + h], dim=1).to(dtype)
+
+
+def roi_align_case(
+    device, dtype, scale, seed=0, num_rois=40, batch=3, channels=5, height=13, width=17
+):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, channels, height, width, generator=g, dtype=torch.float64)
+    rois = random_rois(num_rois, batch, height / scale, width / scale, generator=g)
+    return x.to(device=device, dtype=dtype), rois.to(device=device, dtype=dtype)
+
+
+def feature_pyramid(
+    device,
+    dtype,
+    num_levels=4,
+    channels=4,
+    image_sizes=((160, 224), (128, 256)),
+    seed=0,
+    num_boxes=60,
+):
+    """FPN-like maps P2.. for images padded to a multiple of 32, boxes of 8..600 px per image."""
+    g = torch.Generator().manual_seed(seed)
+    pad_h = max(h for h, _ in image_sizes)
+    pad_w = max(w for _, w in image_sizes)
+    pad_h, pad_w = -(-pad_h // 32) * 32, -(-pad_w // 32) * 32
+    names = [f"p{2 + i}" for i in range(num_levels)]
+    feats = {
+        n: torch.randn(
+            len(image_sizes),
+            channels,
+            pad_h >> (2 + i),
+            pad_w >> (2 + i),
+            generator=g,
+            dtype=torch.float64,
+        ).to(device=device, dtype=dtype)
+        for i, n in enumerate(names)
+    }
+    boxes = []
+    for h, w in image_sizes:
+        size = torch.exp(
+            torch.empty(num_boxes, 2, dtype=torch.float64).uniform_(
+                math.log(8), math.log(600), generator=g
+            )
+        )
+        cx = torch.rand(num_boxes, generator=g, dtype=torch.float64) * w
+        cy = torch.rand(num_boxes, generator=g, dtype=torch.float64) * h
+        size[-2:] = torch.tensor(
+            [[480.0, 520.0], [700.0, 650.0]], dtype=torch.float64
+        )  # coarsest levels too
+        b = torch.stack(
+            [cx - size[:, 0] / 2, cy - size[:, 1] / 2, cx + size[:, 0] / 2, cy + size[:, 1] / 2], 1
+        )
+        boxes.append(b.to(device=device, dtype=dtype))
+    return feats, boxes, list(image_sizes)
+
+
+def random_boxes(n, generator, span=200.0, max_size=60.0, dtype=torch.float32):
+    xy = torch.rand(n, 2, generator=generator, dtype=torch.float64) * span
+    wh = torch.rand(n, 2, generator=generator, dtype=torch.float64) * max_size + 0.5
+    return torch.cat([xy, xy + wh], 1).to(dtype)
+
+
+def clustered_boxes(n, generator, dtype=torch.float32):
+    """Groups of near-identical boxes: the case NMS exists for."""
+    centres = random_boxes(max(n // 20, 1), generator, dtype=torch.float64)
+    pick = torch.randint(0, centres.size(0), (n,), generator=generator)
+    jitter = torch.randn(n, 4, generator=generator, dtype=torch.float64) * 1.5
+    return (centres[pick] + jitter).to(dtype)
+
+
+def boxes_and_codes(n, k, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n, 2, generator=g, dtype=torch.float64) * 1000
+    wh = torch.rand(n, 2, generator=g, dtype=torch.float64) * 300 + 0.5
+    boxes = torch.cat([xy, xy + wh], 1).to(dtype)
+    codes = (torch.randn(n, 4 * k, generator=g, dtype=torch.float64) * 2).to(dtype)
+    codes[::97, 2] = 20.0  # beyond bbox_xform_clip
+    return boxes, codes
+
+
+def mask_rcnn_anchor_inputs(dtype=torch.float32, device="cpu", image=(800, 1344), images=2):
+    images_t = torch.zeros(images, 3, *image, device=device)
+    image_list = ImageList(images_t, [(image[0], image[1] - 11 * i) for i in range(images)])
+    h, w = image
+    sizes = [
+        (h // 4, w // 4),
+        (h // 8, w // 8),
+        (h // 16, w // 16),
+        (h // 32, w // 32),
+        (-(-h // 64), -(-w // 64)),
+    ]
+    feats = [torch.zeros(images, 1, fh, fw, dtype=dtype, device=device) for fh, fw in sizes]
+    return image_list, feats
+
+
+def pyramid_inputs(dtype, num_levels=4, seed=0):
+    """CPU maps of feature_pyramid as a list, its boxes as [K, 5] RoIs, and the levels' scales."""
+    feats, boxes, image_sizes = feature_pyramid(
+        "cpu", dtype, num_levels=num_levels, seed=seed, num_boxes=25
+    )
+    maps = list(feats.values())
+    scales = [2.0 ** -(2 + i) for i in range(num_levels)]
+    rois = rois_from_boxes(boxes)
+    return maps, rois, scales
