@@ -115,18 +115,16 @@ def _extensions():
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCHS
     debug = os.environ.get("ROIOPS_DEBUG", "0") == "1"
 
-    sources = sorted(
-        glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*.cpp") + glob.glob("csrc/cpu/*.cpp")
-    )
-    # Build flags: no -ffast-math anywhere, and no contraction of a * b + c into a fused multiply-
-    # add
-    # (possible with -march flags that enable FMA): the kernels must round exactly as torchvision
-    # does.
+    # The library, the op layer and the CPU and quantized-CPU backends; CUDA below.
+    folders = ["csrc", "csrc/ops", "csrc/cpu", "csrc/quantized"]
+    sources = sorted(path for folder in folders for path in glob.glob(f"{folder}/*.cpp"))
+    # Build flags: no -ffast-math anywhere, and no contraction of a * b + c into a fused
+    # multiply-add (possible with -march flags that enable FMA): the kernels must round exactly as
+    # torchvision does.
     cxx = ["-O0", "-g"] if debug else ["-O3"]
     cxx += ["-ffp-contract=off"]
-    cxx += [
-        "-fopenmp"
-    ]  # at::parallel_for is OpenMP inline code: without it the kernels run serially
+    # at::parallel_for is OpenMP inline code: without -fopenmp the kernels run serially.
+    cxx += ["-fopenmp"]
     nvcc = ["-O0", "-g", "-lineinfo"] if debug else ["-O3", "-lineinfo"]
     macros = [("ROIOPS_TORCH_VERSION", f'"{torch.__version__}"')]
     include_dirs = [os.path.join(ROOT, "csrc")]

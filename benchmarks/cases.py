@@ -5,6 +5,7 @@ column)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,8 +64,10 @@ def touched_bytes(
 
 
 def roi_align_case(
-    num_rois: int, output: int, backward: bool
+    num_rois: int, output: int, backward: bool, rois_dtype: torch.dtype | None = None
 ) -> Callable[[torch.device, torch.dtype], Prepared]:
+    """RoIAlign on P2 of one image; the RoIs in the features' dtype unless rois_dtype is given."""
+
     def prepare(device: torch.device, dtype: torch.dtype) -> Prepared:
         g = torch.Generator().manual_seed(0)
         scale = 1 / 4
@@ -74,7 +77,7 @@ def roi_align_case(
         itemsize = x.element_size()
         out_bytes = num_rois * CHANNELS * output * output * itemsize
         in_bytes = touched_bytes(rois, scale, h, w, CHANNELS, itemsize)
-        rois = rois.to(device, dtype)
+        rois = rois.to(device, rois_dtype or dtype)
         if not backward:
             return Prepared(
                 ours=lambda: roiops.roi_align(x, rois, output, scale, 2, False),
@@ -103,30 +106,43 @@ def roi_align_case(
     return prepare
 
 
-def deterministic(
+def within(
+    context: Callable[[torch.device], contextlib.AbstractContextManager],
     prepare: Callable[[torch.device, torch.dtype], Prepared],
+    dtype: torch.dtype | None = None,
 ) -> Callable[[torch.device, torch.dtype], Prepared]:
-    """The same case under torch.use_deterministic_algorithms(True). On CUDA that is roiops' sorted
-    gather backward against torchvision's deterministic fallback (its RoIAlign in plain PyTorch
-    ops)."""
+    """The case with both sides run inside context(device), and its inputs in `dtype` if given."""
 
-    def under_deterministic_mode(fn: Callable[[], object]) -> Callable[[], object]:
-        def step():
-            torch.use_deterministic_algorithms(True)
-            try:
-                return fn()
-            finally:
-                torch.use_deterministic_algorithms(False)
+    def wrapped(device: torch.device, table_dtype: torch.dtype) -> Prepared:
+        p = prepare(device, dtype or table_dtype)
 
-        return step
+        def inside(fn: Callable[[], object]) -> Callable[[], object]:
+            def step():
+                with context(device):
+                    return fn()
 
-    def wrapped(device: torch.device, dtype: torch.dtype) -> Prepared:
-        p = prepare(device, dtype)
-        return Prepared(
-            under_deterministic_mode(p.ours), under_deterministic_mode(p.theirs), p.bytes_moved
-        )
+            return step
+
+        return Prepared(inside(p.ours), inside(p.theirs), p.bytes_moved)
 
     return wrapped
+
+
+@contextlib.contextmanager
+def deterministic_mode(device: torch.device):
+    """torch.use_deterministic_algorithms(True). On CUDA that is roiops' sorted gather backward
+    against torchvision's deterministic fallback (its RoIAlign in plain PyTorch ops)."""
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+def autocast_bf16(device: torch.device) -> contextlib.AbstractContextManager:
+    """torch.autocast(bfloat16): torchvision casts the features to float32 and back; roiops' bf16
+    kernels accumulate in float32 without the copy."""
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def multi_scale_case(
@@ -273,8 +289,12 @@ CASES = [
     # On the CPU both sides are deterministic anyway: this is the default case again.
     Case(
         "roi_align fwd+bwd, box head, deterministic mode",
-        deterministic(roi_align_case(1000, 7, True)),
+        within(deterministic_mode, roi_align_case(1000, 7, True)),
         ("cuda",),
+    ),
+    Case(
+        "roi_align fwd+bwd, box head, autocast bf16 (bf16 maps)",
+        within(autocast_bf16, roi_align_case(1000, 7, True, torch.float32), torch.bfloat16),
     ),
     Case(
         "MultiScaleRoIAlign fwd, box head (2x1000, 7x7, P2-P5)",

@@ -63,7 +63,9 @@ const OpDefinition kOps[] = {
      "SymInt image_height, SymInt image_width, float min_size) -> (Tensor, Tensor)",
      kBackend},
     {"encode_boxes(Tensor reference_boxes, Tensor proposals, float[] weights) -> Tensor", kBackend},
-    {"box_iou(Tensor boxes1, Tensor boxes2) -> Tensor", kBackend},
+    // torchvision.ops.box_iou: boxes [..., N, 4] and [..., M, 4] (leading dims broadcast) in fmt
+    // "xyxy", "xywh" or "cxcywh" -> [..., N, M]; float32 for half-precision and integer boxes.
+    {"box_iou(Tensor boxes1, Tensor boxes2, str fmt=\"xyxy\") -> Tensor", kBackend},
     // Anchors of every level, rows ordered (level, y, x, anchor), one copy per image:
     // [num_images, sum_l H_l * W_l * A_l, 4]. cell_anchors: the A_l cell anchors of each level,
     // stacked.

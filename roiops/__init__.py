@@ -12,6 +12,7 @@ _extension.load()
 
 from . import _autograd, _meta  # noqa: E402,F401  (registrations)
 from ._extension import build_info  # noqa: E402
+from .errors import ArgumentError, ArgumentTypeError, ArgumentValueError  # noqa: E402
 from .ops.anchors import AnchorGenerator  # noqa: E402
 from .ops.box_coder import BoxCoder, decode_boxes, decode_clip_boxes, encode_boxes  # noqa: E402
 from .ops.boxes import box_iou  # noqa: E402
@@ -23,11 +24,15 @@ from .ops.roi_align import (  # noqa: E402
     roi_align,
     roi_align_sample_points,
 )
+from .patch import is_torchvision_patched, patch_torchvision, unpatch_torchvision  # noqa: E402
 from .version import __version__  # noqa: E402
 
 __all__ = [
     "__version__",
     "AnchorGenerator",
+    "ArgumentError",
+    "ArgumentTypeError",
+    "ArgumentValueError",
     "BoxCoder",
     "MultiScaleRoIAlign",
     "RoIAlign",
@@ -40,8 +45,11 @@ __all__ = [
     "decode_boxes",
     "decode_clip_boxes",
     "encode_boxes",
+    "is_torchvision_patched",
     "multi_scale_roi_align",
     "nms",
+    "patch_torchvision",
     "roi_align",
     "roi_align_sample_points",
+    "unpatch_torchvision",
 ]

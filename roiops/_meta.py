@@ -152,8 +152,11 @@ def _encode_boxes(reference_boxes, proposals, weights):
 
 
 @torch.library.register_fake("roiops::box_iou")
-def _box_iou(boxes1, boxes2):
-    return boxes1.new_empty((boxes1.size(0), boxes2.size(0)))
+def _box_iou(boxes1, boxes2, fmt="xyxy"):
+    batch = torch.broadcast_shapes(boxes1.shape[:-2], boxes2.shape[:-2])
+    promoted = torch.promote_types(boxes1.dtype, boxes2.dtype)
+    dtype = torch.float64 if promoted == torch.float64 else torch.float32
+    return boxes1.new_empty((*batch, boxes1.size(-2), boxes2.size(-2)), dtype=dtype)
 
 
 @torch.library.register_fake("roiops::grid_anchors")

@@ -39,8 +39,7 @@ def gpu():
     return torch.ops.roiops_emulated_cuda
 
 
-# --- the emulator itself
-# ---------------------------------------------------------------------------
+# --- the emulator itself --------------------------------------------------------------------------
 
 
 def test_emulator_shares_memory_per_block_and_refuses_broken_barriers(gpu):
@@ -52,8 +51,7 @@ def test_emulator_shares_memory_per_block_and_refuses_broken_barriers(gpu):
         gpu._emulator_run_broken_kernel(1)
 
 
-# --- RoIAlign
-# ----------------------------------------------------------------------------------------
+# --- RoIAlign -------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -202,8 +200,7 @@ def test_roi_align_empty(gpu):
     assert grad.shape == (2, 3, 5, 5) and not grad.any()
 
 
-# --- multi-level
-# ---------------------------------------------------------------------------------------
+# --- multi-level ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -254,8 +251,7 @@ def test_multi_scale_backward_equals_cpu(gpu, dtype, rtol):
         assert_close(o, r, rtol=rtol, atol=rtol)
 
 
-# --- NMS
-# ------------------------------------------------------------------------------------------------
+# --- NMS ------------------------------------------------------------------------------------------
 
 
 def greedy_inputs(boxes, scores, classes):
@@ -333,8 +329,7 @@ def test_composite_nms_ops_reach_the_emulated_kernel(gpu):
     assert torch.equal(keep, ref_keep) and torch.equal(count, ref_count)
 
 
-# --- box coding, IoU, anchors
-# ------------------------------------------------------------------------
+# --- box coding, IoU, anchors ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -356,12 +351,19 @@ def test_box_coder_equals_torchvision(gpu, dtype, k):
     assert_close(gpu.encode_boxes(gt, boxes, weights), coder.encode_single(gt, boxes), **tol)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_box_iou_bit_identical_to_torchvision(gpu, dtype):
+@pytest.mark.parametrize(
+    "dtype", [torch.float32, torch.float64, torch.float16, torch.int32, torch.uint8]
+)
+@pytest.mark.parametrize("fmt", ["xyxy", "xywh", "cxcywh"])
+def test_box_iou_bit_identical_to_torchvision(gpu, dtype, fmt):
+    """Every format, the promotion of half-precision and integer boxes, and a batch dimension."""
     g = torch.Generator().manual_seed(0)
-    a, b = random_boxes(70, g, dtype=dtype), random_boxes(300, g, dtype=dtype)
+    a, b = random_boxes(70, g), random_boxes(300, g)
     a[5] = a[5].flip(0)
-    assert torch.equal(gpu.box_iou(a, b), torchvision.ops.box_iou(a, b))
+    a, b = a.to(dtype), torch.stack([b, b.flip(0)]).to(dtype)  # b: [2, 300, 4]
+    out = gpu.box_iou(a, b, fmt)
+    assert out.shape == (2, 70, 300)
+    assert_close(out, torchvision.ops.box_iou(a, b, fmt=fmt), rtol=0, atol=0, equal_nan=True)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])

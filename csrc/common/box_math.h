@@ -58,13 +58,50 @@ ROIOPS_HOST_DEVICE ROIOPS_INLINE bool iou_above(const T* kept, T kept_area, cons
   return static_cast<double>(iou) > threshold;
 }
 
-// torchvision.ops.box_iou for one pair: inter / (area1 + area2 - inter), NaN propagating.
-template <typename T>
-ROIOPS_HOST_DEVICE ROIOPS_INLINE T pair_iou(const T* a, T area_a, const T* b, T area_b) {
-  const T w = nan_max(nan_min(a[2], b[2]) - nan_max(a[0], b[0]), T(0));
-  const T h = nan_max(nan_min(a[3], b[3]) - nan_max(a[1], b[1]), T(0));
-  const T inter = mul_exact(w, h);
-  return inter / (area_a + area_b - inter);
+// --- box_iou (torchvision.ops.box_iou, with its fmt argument and its type promotion) ---
+// torchvision computes box corners and the intersection's sides (rb - lt) in the boxes' own type T,
+// then "upcasts" (float for half precision, int32/int64 for integers) to W for the areas, the
+// intersection and the union, and divides in R (float32 for integer boxes: true division).
+// Rounding to T is spelled T(W(a) op W(b)): what torch's half arithmetic does, and the wrap-around
+// of small integer types.
+
+enum class BoxFormat : int { kXYXY = 0, kXYWH = 1, kCXCYWH = 2 };
+
+template <typename T, typename W>
+struct IouBox {
+  T x1, y1, x2, y2;  // corners, in the boxes' type
+  W area;
+};
+
+template <typename T, typename W>
+ROIOPS_HOST_DEVICE ROIOPS_INLINE IouBox<T, W> iou_box(const T* b, BoxFormat fmt) {
+  IouBox<T, W> r;
+  if (fmt == BoxFormat::kXYXY) {
+    r.x1 = b[0], r.y1 = b[1], r.x2 = b[2], r.y2 = b[3];
+    r.area = mul_exact(W(b[2]) - W(b[0]), W(b[3]) - W(b[1]));
+    return r;
+  }
+  if (fmt == BoxFormat::kXYWH) {
+    r.x1 = b[0], r.y1 = b[1];
+    r.x2 = static_cast<T>(W(b[0]) + W(b[2]));
+    r.y2 = static_cast<T>(W(b[1]) + W(b[3]));
+  } else {  // kCXCYWH: centre -/+ half the size, the half rounded to T first
+    const W half_w = W(static_cast<T>(W(b[2]) / W(2)));
+    const W half_h = W(static_cast<T>(W(b[3]) / W(2)));
+    r.x1 = static_cast<T>(W(b[0]) - half_w), r.y1 = static_cast<T>(W(b[1]) - half_h);
+    r.x2 = static_cast<T>(W(b[0]) + half_w), r.y2 = static_cast<T>(W(b[1]) + half_h);
+  }
+  r.area = mul_exact(W(b[2]), W(b[3]));
+  return r;
+}
+
+// inter / (area_a + area_b - inter); NaN propagates (torch.max/min and clamp semantics).
+template <typename T, typename W, typename R>
+ROIOPS_HOST_DEVICE ROIOPS_INLINE R pair_iou(const IouBox<T, W>& a, const IouBox<T, W>& b) {
+  const T side_x = static_cast<T>(nan_min(W(a.x2), W(b.x2)) - nan_max(W(a.x1), W(b.x1)));
+  const T side_y = static_cast<T>(nan_min(W(a.y2), W(b.y2)) - nan_max(W(a.y1), W(b.y1)));
+  const W inter = mul_exact(nan_max(W(side_x), W(0)), nan_max(W(side_y), W(0)));
+  return static_cast<R>(inter) / static_cast<R>(a.area + b.area - inter);
 }
 
 // --- Box coding (Faster R-CNN parametrisation; torchvision BoxCoder) ---

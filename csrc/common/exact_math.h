@@ -8,6 +8,8 @@
 // kernels to PTX and checks that no contracted FMA and no fusable product is left.
 #pragma once
 
+#include <cstdint>
+
 #include "macros.h"
 
 namespace roiops {
@@ -27,5 +29,9 @@ ROIOPS_HOST_DEVICE ROIOPS_INLINE double mul_exact(double a, double b) {
   return a * b;
 #endif
 }
+
+// Integer products are exact anyway; these let integer-typed formulas share the float templates.
+ROIOPS_HOST_DEVICE ROIOPS_INLINE int32_t mul_exact(int32_t a, int32_t b) { return a * b; }
+ROIOPS_HOST_DEVICE ROIOPS_INLINE int64_t mul_exact(int64_t a, int64_t b) { return a * b; }
 
 }  // namespace roiops

@@ -160,10 +160,10 @@ ROIOPS_HOST_DEVICE ROIOPS_INLINE T interpolate(const BilinearWeights<T>& w, T v1
 
 // Which RoIs are pooled. The batch index is truncated toward zero as torchvision truncates it, so
 // any value in (-1, N) names an image; NaN fails. A level outside [0, L) -- assign_levels' -1 for
-// a box with no defined level, or a level whose map the caller does not have -- is not pooled.
-// What happens to a RoI that fails is the backend's choice: the CPU raises on a bad batch index
-// (checking is free there), CUDA writes a zero row (checking would cost a host sync); both give a
-// zero row for a RoI without a level.
+// a box with no defined level, or a level whose map the caller does not have -- is not pooled:
+// its row is zero on both backends, as in torchvision's MultiScaleRoIAlign. For a bad batch index
+// the backends differ: the CPU raises (checking is free there), CUDA writes a zero row (checking
+// would cost a host sync).
 template <typename T>
 ROIOPS_HOST_DEVICE ROIOPS_INLINE bool is_batch_index(T b, int64_t batch_size) {
   return b > T(-1) && b < static_cast<T>(batch_size);

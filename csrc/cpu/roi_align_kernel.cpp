@@ -18,106 +18,25 @@
 #include <vector>
 
 #include "../common/roi_align_math.h"
+#include "../ops/bind_kernel.h"
 #include "../ops/roi_align.h"
+#include "roi_samples.h"
 
 namespace roiops {
 namespace {
 
 using namespace roi_align_math;
+using cpu::RoISamples;
+using cpu::SamplePoint;
 
+// torchvision reads rois[k, 0] out of bounds when it is not a batch index; here it is an error.
+// (A level index that names no map gives a zero row, as torchvision's pooler gives one.)
 template <typename acc_t>
-struct SamplePoint {
-  int64_t offset[4];  // element offsets of the 4 corners within one (image, channel) plane
-  BilinearWeights<acc_t> weights;
-};
-
-// The valid samples of every bin of one RoI, in torchvision's visiting order (bin-major, then iy,
-// then ix). Buffers are reused from RoI to RoI.
-template <typename acc_t>
-struct RoISamples {
-  std::vector<SamplePoint<acc_t>> points;
-  std::vector<int64_t> bin_begin;  // points of bin i: [bin_begin[i], bin_begin[i + 1])
-  std::vector<AxisTap<acc_t>> y_taps, x_taps;
-  std::vector<int> y_begin, x_begin;
-
-  static void axis_taps(acc_t start, acc_t bin, int grid, int pooled, int size,
-                        std::vector<AxisTap<acc_t>>& taps, std::vector<int>& begin) {
-    taps.clear();
-    begin.resize(pooled + 1);
-    for (int p = 0; p < pooled; ++p) {
-      begin[p] = static_cast<int>(taps.size());
-      int first, last;
-      valid_sample_range(start, bin, grid, p, size, &first, &last);
-      for (int i = first; i < last; ++i) {
-        taps.push_back(axis_tap(sample_coord(start, bin, grid, p, i), size));
-      }
-    }
-    begin[pooled] = static_cast<int>(taps.size());
-  }
-
-  // RoI k as seen by both passes (check_indices has vetted its indices); false for a RoI without a
-  // level, whose row is zero.
-  int level = 0;
-  int64_t batch_index = 0;
-  RoIGeometry<acc_t> geometry;
-
-  template <typename scalar_t>
-  bool load(const FeaturePyramid<scalar_t, acc_t>& pyramid, const acc_t* rois,
-            const int64_t* levels, int64_t k, int64_t pooled_h, int64_t pooled_w,
-            int64_t sampling_ratio, bool aligned) {
-    const acc_t* roi = rois + 5 * k;
-    const int64_t l = levels != nullptr ? levels[k] : 0;
-    if (!is_level_index(l, pyramid.num_levels)) return false;
-    level = static_cast<int>(l);
-    batch_index = static_cast<int64_t>(roi[0]);
-    geometry = roi_geometry(roi[1], roi[2], roi[3], roi[4], pyramid.scale[level],
-                            static_cast<int>(pooled_h), static_cast<int>(pooled_w),
-                            static_cast<int>(sampling_ratio), aligned);
-    build(geometry, pyramid.height[level], pyramid.width[level], pyramid.stride_h[level],
-          pyramid.stride_w[level], static_cast<int>(pooled_h), static_cast<int>(pooled_w));
-    return true;
-  }
-
-  void build(const RoIGeometry<acc_t>& g, int height, int width, int64_t stride_h, int64_t stride_w,
-             int pooled_h, int pooled_w) {
-    axis_taps(g.start_h, g.bin_h, g.grid_h, pooled_h, height, y_taps, y_begin);
-    axis_taps(g.start_w, g.bin_w, g.grid_w, pooled_w, width, x_taps, x_begin);
-    points.clear();
-    bin_begin.clear();
-    for (int ph = 0; ph < pooled_h; ++ph) {
-      for (int pw = 0; pw < pooled_w; ++pw) {
-        bin_begin.push_back(static_cast<int64_t>(points.size()));
-        for (int iy = y_begin[ph]; iy < y_begin[ph + 1]; ++iy) {
-          const AxisTap<acc_t>& ty = y_taps[iy];
-          for (int ix = x_begin[pw]; ix < x_begin[pw + 1]; ++ix) {
-            const AxisTap<acc_t>& tx = x_taps[ix];
-            if (ty.low < 0 || tx.low < 0) continue;
-            points.push_back(
-                {{ty.low * stride_h + tx.low * stride_w, ty.low * stride_h + tx.high * stride_w,
-                  ty.high * stride_h + tx.low * stride_w, ty.high * stride_h + tx.high * stride_w},
-                 bilinear_weights(ty, tx)});
-          }
-        }
-      }
-    }
-    bin_begin.push_back(static_cast<int64_t>(points.size()));
-  }
-};
-
-// torchvision reads rois[k, 0] out of bounds when it is not a batch index; here it is an error, as
-// is a level index other than -1 (no level: a zero row) that names no map.
-template <typename acc_t>
-void check_indices(const char* op, const acc_t* rois, const int64_t* levels, int64_t num_rois,
-                   int64_t batch, int num_levels) {
+void check_batch_indices(const char* op, const acc_t* rois, int64_t num_rois, int64_t batch) {
   for (int64_t k = 0; k < num_rois; ++k) {
     const acc_t b = rois[5 * k];
     TORCH_CHECK_VALUE(is_batch_index(b, batch), op, ": rois[", k, ", 0] = ", b,
                       " is not a batch index of the input (batch size ", batch, ")");
-    if (levels != nullptr) {
-      TORCH_CHECK_VALUE(levels[k] == -1 || is_level_index(levels[k], num_levels), op, ": levels[",
-                        k, "] = ", levels[k], " is not a level index; expected [0, ", num_levels,
-                        ") or -1 (no level: zero row)");
-    }
   }
 }
 
@@ -134,7 +53,8 @@ std::vector<int64_t> spatial_order(const FeaturePyramid<scalar_t, acc_t>& pyrami
   for (int64_t k = 0; k < num_rois; ++k) {
     const acc_t* r = rois + 5 * k;
     const int64_t level = levels != nullptr ? levels[k] : 0;
-    const double scale = level >= 0 ? static_cast<double>(pyramid.scale[level]) : 1.0;
+    const bool pooled = is_level_index(level, pyramid.num_levels);
+    const double scale = pooled ? static_cast<double>(pyramid.scale[level]) : 1.0;
     const double centre_y = (static_cast<double>(r[2]) + r[4]) / 2 * scale;
     const double centre_x = (static_cast<double>(r[1]) + r[3]) / 2 * scale;
     keys[k] = {level, finite(r[0]), std::floor(finite(centre_y / kBandRows)), finite(centre_x)};
@@ -160,7 +80,7 @@ void forward_cpu(const RoIAlignForwardArgs& a, at::Tensor& output) {
         const auto pyramid = make_pyramid<const scalar_t, acc_t>(features, a.spatial_scales);
         const acc_t* rois = a.rois.data_ptr<acc_t>();
         const int64_t* levels = a.levels.defined() ? a.levels.data_ptr<int64_t>() : nullptr;
-        check_indices(a.op, rois, levels, num_rois, pyramid.batch, pyramid.num_levels);
+        check_batch_indices(a.op, rois, num_rois, pyramid.batch);
         scalar_t* out = output.data_ptr<scalar_t>();
         const std::vector<int64_t> order = spatial_order(pyramid, rois, levels, num_rois);
 
@@ -213,7 +133,7 @@ void backward_cpu(const RoIAlignBackwardArgs& a, std::vector<at::Tensor>& grads)
         const auto pyramid = make_pyramid<acc_t, acc_t>(grads, a.spatial_scales);
         const acc_t* rois = a.rois.data_ptr<acc_t>();
         const int64_t* levels = a.levels.defined() ? a.levels.data_ptr<int64_t>() : nullptr;
-        check_indices(a.op, rois, levels, num_rois, pyramid.batch, pyramid.num_levels);
+        check_batch_indices(a.op, rois, num_rois, pyramid.batch);
         const scalar_t* grad = a.grad.data_ptr<scalar_t>();
 
         std::vector<RoISamples<acc_t>> batch;

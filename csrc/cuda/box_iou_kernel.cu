@@ -1,7 +1,7 @@
-// Pairwise IoU on CUDA: one thread per (i, j) pair, row-major output.
+// Pairwise IoU on CUDA: one thread per (batch, i, j) pair, row-major output.
 
 #include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
+#include <ATen/Dispatch_v2.h>
 #include <torch/library.h>
 
 #include "../common/box_math.h"
@@ -13,22 +13,28 @@ namespace roiops {
 namespace {
 
 template <typename T>
-__global__ void box_iou_kernel(const T* __restrict__ a, const T* __restrict__ b, int64_t n,
-                               int64_t m, T* __restrict__ out) {
+__global__ void box_iou_kernel(const T* __restrict__ a, const T* __restrict__ b, int64_t batches,
+                               int64_t n, int64_t m, box_math::BoxFormat fmt,
+                               typename IouTypes<T>::R* __restrict__ out) {
+  using W = typename IouTypes<T>::W;
+  using R = typename IouTypes<T>::R;
   const int64_t at = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (at >= n * m) return;
-  const T* box_a = a + 4 * (at / m);
-  const T* box_b = b + 4 * (at % m);
-  out[at] = box_math::pair_iou(box_a, box_math::box_area(box_a), box_b, box_math::box_area(box_b));
+  if (at >= batches * n * m) return;
+  const int64_t row = at / m, batch = row / n, j = at % m;
+  out[at] = box_math::pair_iou<T, W, R>(box_math::iou_box<T, W>(a + 4 * row, fmt),
+                                        box_math::iou_box<T, W>(b + 4 * (batch * m + j), fmt));
 }
 
 void box_iou_cuda(const BoxIouArgs& a, at::Tensor& iou) {
-  const int64_t n = a.boxes1.size(0), m = a.boxes2.size(0);
-  AT_DISPATCH_FLOATING_TYPES(a.boxes1.scalar_type(), "box_iou_cuda", [&] {
-    cuda::launch(box_iou_kernel<scalar_t>, cuda::elementwise_blocks(n * m), cuda::kThreadsPerBlock,
-                 a.boxes1.data_ptr<scalar_t>(), a.boxes2.data_ptr<scalar_t>(), n, m,
-                 iou.data_ptr<scalar_t>());
-  });
+  const int64_t batches = a.boxes1.size(0), n = a.boxes1.size(1), m = a.boxes2.size(1);
+  AT_DISPATCH_V2(a.boxes1.scalar_type(), "box_iou_cuda", AT_WRAP([&] {
+                   cuda::launch(box_iou_kernel<scalar_t>, cuda::elementwise_blocks(batches * n * m),
+                                cuda::kThreadsPerBlock, a.boxes1.data_ptr<scalar_t>(),
+                                a.boxes2.data_ptr<scalar_t>(), batches, n, m, a.fmt,
+                                iou.data_ptr<typename IouTypes<scalar_t>::R>());
+                 }),
+                 AT_EXPAND(AT_FLOATING_TYPES), AT_EXPAND(AT_INTEGRAL_TYPES), at::kHalf,
+                 at::kBFloat16);
 }
 
 }  // namespace

@@ -17,20 +17,23 @@
 
 namespace roiops {
 
-template <auto op, auto kernel>
-struct BoundKernel;
+// An op `Ret op(Kernel kernel, Args... args)` with its kernel bound: Ret call(Args... args).
+template <typename OpPointer>
+struct OpWithKernel;
 
-template <typename Ret, typename Kernel, typename... Args, Ret (*op)(Kernel, Args...),
-          Kernel kernel>
-struct BoundKernel<op, kernel> {
-  static Ret call(Args... args) { return op(kernel, std::forward<Args>(args)...); }
+template <typename Ret, typename Kernel, typename... Args>
+struct OpWithKernel<Ret (*)(Kernel, Args...)> {
+  template <auto op, auto kernel>
+  static Ret call(Args... args) {
+    return op(kernel, std::forward<Args>(args)...);
+  }
 };
 
 // `op` with `kernel` bound as its first argument, as torch::Library::impl takes it (TORCH_FN).
 template <auto op, auto kernel>
-constexpr auto bind_kernel =
-    c10::CompileTimeFunctionPointer<std::remove_pointer_t<decltype(&BoundKernel<op, kernel>::call)>,
-                                    &BoundKernel<op, kernel>::call>();
+constexpr auto bind_kernel = c10::CompileTimeFunctionPointer<
+    std::remove_pointer_t<decltype(&OpWithKernel<decltype(op)>::template call<op, kernel>)>,
+    &OpWithKernel<decltype(op)>::template call<op, kernel>>();
 
 // Runs kernel(args, output, more...) under a guard for the output's device, unless the output is
 // empty (then there is nothing to compute, and a CUDA launch of zero blocks would be an error).

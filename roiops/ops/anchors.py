@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..errors import ArgumentValueError, call_op
+
 
 class AnchorGenerator(nn.Module):
     """Drop-in for torchvision.models.detection.anchor_utils.AnchorGenerator.
@@ -26,7 +28,7 @@ class AnchorGenerator(nn.Module):
         if not isinstance(aspect_ratios[0], (list, tuple)):
             aspect_ratios = (aspect_ratios,) * len(sizes)
         if len(sizes) != len(aspect_ratios):
-            raise ValueError(
+            raise ArgumentValueError(
                 "sizes and aspect_ratios must have one entry per level, got "
                 f"{len(sizes)} and {len(aspect_ratios)}"
             )
@@ -50,28 +52,53 @@ class AnchorGenerator(nn.Module):
     def set_cell_anchors(self, dtype: torch.dtype, device: torch.device) -> None:
         self.cell_anchors = [c.to(dtype=dtype, device=device) for c in self.cell_anchors]
 
+    def _anchors(
+        self,
+        grid_sizes: list[tuple[int, int]],
+        strides: list[tuple[int, int]],
+        num_images: int,
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> Tensor:
+        """[num_images, sum_l H_l * W_l * A_l, 4], rows ordered (level, y, x, anchor): one op."""
+        if len(grid_sizes) != len(self.cell_anchors):
+            raise ArgumentValueError(
+                f"got {len(grid_sizes)} feature maps but anchors for "
+                f"{len(self.cell_anchors)} levels (sizes={self.sizes})"
+            )
+        self.set_cell_anchors(dtype, device)
+        return call_op(
+            torch.ops.roiops.grid_anchors,
+            torch.cat(self.cell_anchors),
+            [c.size(0) for c in self.cell_anchors],
+            [h for h, _ in grid_sizes],
+            [w for _, w in grid_sizes],
+            [sh for sh, _ in strides],
+            [sw for _, sw in strides],
+            num_images,
+        )
+
+    def grid_anchors(
+        self, grid_sizes: list[list[int]], strides: list[list[Tensor]]
+    ) -> list[Tensor]:
+        """torchvision's grid_anchors: the anchors of one image, one Tensor[H * W * A, 4] per level,
+        for feature maps of ``grid_sizes`` [(H, W), ...] at ``strides`` [(stride_h, stride_w), ...]
+        (int64 scalars, as torchvision passes them)."""
+        sizes = [(int(h), int(w)) for h, w in grid_sizes]
+        steps = [(int(sh), int(sw)) for sh, sw in strides]
+        ref = self.cell_anchors[0]
+        anchors = self._anchors(sizes, steps, 1, ref.dtype, ref.device)[0]
+        rows = [h * w * c.size(0) for (h, w), c in zip(sizes, self.cell_anchors)]
+        return list(anchors.split(rows))
+
     def forward(self, image_list, feature_maps: list[Tensor]) -> list[Tensor]:
         """image_list: a torchvision ImageList (``.tensors`` padded batch, ``.image_sizes``).
         Returns one Tensor[sum_l H_l * W_l * A_l, 4] per image (rows ordered level, y, x,
         anchor)."""
-        if len(feature_maps) != len(self.cell_anchors):
-            raise ValueError(
-                f"got {len(feature_maps)} feature maps but anchors for "
-                f"{len(self.cell_anchors)} levels "
-                f"(sizes={self.sizes})"
-            )
         image_h, image_w = image_list.tensors.shape[-2:]
-        grid_h = [int(f.shape[-2]) for f in feature_maps]
-        grid_w = [int(f.shape[-1]) for f in feature_maps]
+        sizes = [(int(f.shape[-2]), int(f.shape[-1])) for f in feature_maps]
+        # P6 of an 800-pixel image: 800 // 13 = 61, not 64 (torchvision's integer division).
+        strides = [(int(image_h) // h, int(image_w) // w) for h, w in sizes]
         dtype, device = feature_maps[0].dtype, feature_maps[0].device
-        self.set_cell_anchors(dtype, device)
-        anchors = torch.ops.roiops.grid_anchors.default(
-            torch.cat(self.cell_anchors),
-            [c.size(0) for c in self.cell_anchors],
-            grid_h,
-            grid_w,
-            [image_h // g for g in grid_h],  # P6 of an 800-pixel image: 800 // 13 = 61, not 64
-            [image_w // g for g in grid_w],
-            len(image_list.image_sizes),
-        )
+        anchors = self._anchors(sizes, strides, len(image_list.image_sizes), dtype, device)
         return list(anchors.unbind(0))

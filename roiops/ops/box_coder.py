@@ -7,12 +7,22 @@ import math
 import torch
 from torch import Tensor
 
+from ..errors import ArgumentTypeError, call_op
+
 DEFAULT_XFORM_CLIP = math.log(1000.0 / 16)  # caps exp(dw) so a box grows at most 62.5x per decode
 
 
 def _compute_dtype(t: Tensor) -> torch.dtype:
     # Half precision is decoded in float32 (and rounded back): torchvision computes in half.
-    return torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else t.dtype
+    if t.dtype == torch.float16 or t.dtype == torch.bfloat16:
+        return torch.float32
+    return t.dtype
+
+
+def _weights(weights: tuple[float, float, float, float]) -> list[float]:
+    if not torch.jit.is_scripting():  # any sequence; the op says what is wrong with its length
+        return [float(w) for w in weights]
+    return [weights[0], weights[1], weights[2], weights[3]]
 
 
 def decode_boxes(
@@ -32,10 +42,10 @@ def decode_boxes(
         Tensor[N, 4k] decoded boxes.
     """
     dtype = _compute_dtype(rel_codes)
-    out = torch.ops.roiops.decode_boxes.default(
-        rel_codes.to(dtype), boxes.to(dtype), [float(w) for w in weights], float(bbox_xform_clip)
-    )
-    return out.to(rel_codes.dtype)
+    args = (rel_codes.to(dtype), boxes.to(dtype), _weights(weights), float(bbox_xform_clip))
+    if not torch.jit.is_scripting():
+        return call_op(torch.ops.roiops.decode_boxes, *args).to(rel_codes.dtype)
+    return torch.ops.roiops.decode_boxes(args[0], args[1], args[2], args[3]).to(rel_codes.dtype)
 
 
 def decode_clip_boxes(
@@ -53,15 +63,16 @@ def decode_clip_boxes(
          keep Tensor[N, k] bool: both sides >= ``min_size``).
     """
     dtype = _compute_dtype(rel_codes)
-    out, keep = torch.ops.roiops.decode_clip_boxes.default(
-        rel_codes.to(dtype),
-        boxes.to(dtype),
-        [float(w) for w in weights],
-        float(bbox_xform_clip),
-        int(image_size[0]),
-        int(image_size[1]),
-        float(min_size),
-    )
+    codes, refs, w = rel_codes.to(dtype), boxes.to(dtype), _weights(weights)
+    height, width = int(image_size[0]), int(image_size[1])
+    if not torch.jit.is_scripting():
+        op = torch.ops.roiops.decode_clip_boxes
+        args = (codes, refs, w, float(bbox_xform_clip), height, width, float(min_size))
+        out, keep = call_op(op, *args)
+    else:
+        out, keep = torch.ops.roiops.decode_clip_boxes(
+            codes, refs, w, bbox_xform_clip, height, width, min_size
+        )
     return out.to(rel_codes.dtype), keep
 
 
@@ -77,10 +88,10 @@ def encode_boxes(
         Tensor[N, 4] of (dx, dy, dw, dh) in reference_boxes' dtype.
     """
     dtype = _compute_dtype(reference_boxes)
-    out = torch.ops.roiops.encode_boxes.default(
-        reference_boxes.to(dtype), proposals.to(dtype), [float(w) for w in weights]
-    )
-    return out.to(reference_boxes.dtype)
+    args = (reference_boxes.to(dtype), proposals.to(dtype), _weights(weights))
+    if not torch.jit.is_scripting():
+        return call_op(torch.ops.roiops.encode_boxes, *args).to(reference_boxes.dtype)
+    return torch.ops.roiops.encode_boxes(args[0], args[1], args[2]).to(reference_boxes.dtype)
 
 
 class BoxCoder:
@@ -104,7 +115,7 @@ class BoxCoder:
 
     def decode(self, rel_codes: Tensor, boxes: list[Tensor]) -> Tensor:
         if not isinstance(boxes, (list, tuple)):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"boxes must be a list of per-image Tensor[L, 4], got {type(boxes).__name__}"
             )
         box_sum = sum(b.size(0) for b in boxes)

@@ -5,11 +5,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..errors import call_op
 
-def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """Pairwise IoU of Tensor[N, 4] and Tensor[M, 4] (x1, y1, x2, y2) -> Tensor[N, M]
-    (torchvision.ops.box_iou; NaN propagates, half precision computed in float32)."""
-    dtype = boxes1.dtype
-    if dtype in (torch.float16, torch.bfloat16):
-        return torch.ops.roiops.box_iou.default(boxes1.float(), boxes2.float()).to(dtype)
-    return torch.ops.roiops.box_iou.default(boxes1, boxes2)
+
+def box_iou(boxes1: Tensor, boxes2: Tensor, fmt: str = "xyxy") -> Tensor:
+    """Pairwise IoU of Tensor[..., N, 4] and Tensor[..., M, 4] -> Tensor[..., N, M]
+    (torchvision.ops.box_iou).
+
+    Args:
+        fmt: "xyxy" (x1, y1, x2, y2), "xywh" (x1, y1, w, h) or "cxcywh" (centre, w, h). Rotated
+            formats are not implemented (NotImplementedError).
+        boxes1, boxes2: any real dtype; leading dimensions broadcast. As in torchvision, half
+            precision and integer boxes give float32 IoU, float64 boxes float64; NaN propagates.
+    """
+    if not torch.jit.is_scripting():
+        return call_op(torch.ops.roiops.box_iou, boxes1, boxes2, fmt)
+    return torch.ops.roiops.box_iou(boxes1, boxes2, fmt)

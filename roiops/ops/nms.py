@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..errors import call_op
+
 
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """Greedy NMS: keeps boxes by decreasing score, dropping those whose IoU with a kept box is
@@ -13,13 +15,16 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
 
     Args:
         boxes: Tensor[N, 4] (x1, y1, x2, y2). x2 < x1 gives zero overlap, as in torchvision.
+            Quantized boxes (and scores) are compared on their integers, as torchvision does.
         scores: Tensor[N]. Equal scores keep ascending box order; NaN scores sort first.
         iou_threshold: in [0, 1].
 
     Returns:
         int64 Tensor of kept indices, by decreasing score (torchvision.ops.nms's result).
     """
-    return torch.ops.roiops.nms.default(boxes, scores, float(iou_threshold))
+    if not torch.jit.is_scripting():
+        return call_op(torch.ops.roiops.nms, boxes, scores, float(iou_threshold))
+    return torch.ops.roiops.nms(boxes, scores, iou_threshold)
 
 
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
@@ -32,7 +37,11 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     Returns:
         int64 Tensor of kept indices, by decreasing score.
     """
-    return torch.ops.roiops.batched_nms.default(boxes, scores, idxs, float(iou_threshold))
+    if boxes.numel() == 0:  # as torchvision: empty boxes keep nothing, whatever the rest
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    if not torch.jit.is_scripting():
+        return call_op(torch.ops.roiops.batched_nms, boxes, scores, idxs, float(iou_threshold))
+    return torch.ops.roiops.batched_nms(boxes, scores, idxs, iou_threshold)
 
 
 def batched_nms_padded(
@@ -57,6 +66,7 @@ def batched_nms_padded(
         ``batched_nms(boxes[b][v], scores[b][v], idxs[b][v], iou_threshold)[:max_output]`` mapped
         back to indices of row b, where v are its non-padding boxes.
     """
-    return torch.ops.roiops.batched_nms_padded.default(
-        boxes, scores, idxs, float(iou_threshold), int(max_output)
-    )
+    if not torch.jit.is_scripting():
+        op = torch.ops.roiops.batched_nms_padded
+        return call_op(op, boxes, scores, idxs, float(iou_threshold), int(max_output))
+    return torch.ops.roiops.batched_nms_padded(boxes, scores, idxs, iou_threshold, max_output)

@@ -4,16 +4,18 @@ torchvision assigns each box to a level (FPN eq. 1), then loops over levels in P
 `where(levels == l)` (one host sync each), a roi_align per level and an index-put into a zeroed
 result. roiops computes the levels with one kernel and pools every RoI from its own level in one
 more, writing rows in input order.
+
+The module is scriptable (TorchScript) and traceable: under torch.fx its forward is one graph node,
+as torchvision's MultiScaleRoIAlign is one node in torchvision's feature extraction.
 """
-
-from __future__ import annotations
-
-import math
 
 import torch
 from torch import Tensor, nn
+from torch.jit.annotations import BroadcastingList2
+from torch.nn.modules.utils import _pair
 
-from ._box_format import as_rois, boxes_to_rois, pair
+from ..errors import ArgumentValueError, call_op
+from ._box_format import boxes_to_rois, check_roi_boxes, pair, to_rois
 from .roi_align import roi_align
 
 
@@ -21,8 +23,8 @@ def assign_levels(
     boxes: Tensor | list[Tensor],
     k_min: int,
     k_max: int,
-    canonical_scale: float = 224,
-    canonical_level: float = 4,
+    canonical_scale: float = 224.0,
+    canonical_level: float = 4.0,
     eps: float = 1e-6,
 ) -> Tensor:
     """FPN level of each box: floor(canonical_level + log2(sqrt(area) / canonical_scale) + eps),
@@ -37,18 +39,21 @@ def assign_levels(
         torchvision turns into an unspecified integer (its pooler then leaves that row zero, as
         roiops' pooler does for -1).
     """
-    if isinstance(boxes, (list, tuple)):
-        boxes = torch.cat(list(boxes), dim=0) if len(boxes) else torch.zeros(0, 4)
-    return torch.ops.roiops.assign_levels.default(
-        boxes, int(k_min), int(k_max), float(canonical_scale), float(canonical_level), float(eps)
-    )
+    if isinstance(boxes, Tensor):
+        flat = boxes
+    else:
+        flat = torch.cat(boxes, dim=0) if len(boxes) > 0 else torch.zeros(0, 4)
+    args = (int(k_min), int(k_max), float(canonical_scale), float(canonical_level), float(eps))
+    if not torch.jit.is_scripting():
+        return call_op(torch.ops.roiops.assign_levels, flat, *args)
+    return torch.ops.roiops.assign_levels(flat, k_min, k_max, canonical_scale, canonical_level, eps)
 
 
 def multi_scale_roi_align(
     features: list[Tensor],
     boxes: Tensor | list[Tensor],
     levels: Tensor,
-    output_size: int | tuple[int, int],
+    output_size: BroadcastingList2[int],
     spatial_scales: list[float],
     sampling_ratio: int = -1,
     aligned: bool = False,
@@ -59,28 +64,95 @@ def multi_scale_roi_align(
     Args:
         features: L maps Tensor[N, C, H_l, W_l] (same N, C, dtype, device; L <= 8).
         boxes: Tensor[K, 5] or list of per-image Tensor[L_i, 4], as for roi_align.
-        levels: Tensor[K] int64 level of each box (e.g. from :func:`assign_levels`); -1 = zero row.
+        levels: Tensor[K] int64 level of each box (e.g. from :func:`assign_levels`); a level
+            outside [0, L) -- -1 for "no level", or a level the caller has no map for -- gives a
+            zero row, as torchvision's MultiScaleRoIAlign gives.
 
     Returns:
         Tensor[K, C, PH, PW], rows in the order of ``boxes``. Gradients reach every level.
     """
-    ph, pw = pair(output_size)
-    return torch.ops.roiops.multi_scale_roi_align.default(
-        list(features),
-        as_rois(boxes),
-        levels,
-        [float(s) for s in spatial_scales],
-        ph,
-        pw,
-        int(sampling_ratio),
-        bool(aligned),
+    if not torch.jit.is_scripting():
+        check_roi_boxes(boxes)
+        ph, pw = pair(output_size)
+        args = ([float(s) for s in spatial_scales], ph, pw, int(sampling_ratio), bool(aligned))
+        op = torch.ops.roiops.multi_scale_roi_align
+        return call_op(op, list(features), to_rois(boxes), levels, *args)
+    size = _pair(output_size)
+    return torch.ops.roiops.multi_scale_roi_align(
+        features, to_rois(boxes), levels, spatial_scales, size[0], size[1], sampling_ratio, aligned
     )
 
 
-def infer_scale(feature: Tensor, original_size: tuple[int, int]) -> float:
-    """Power of two closest to feature size / image size (height decides, as in torchvision)."""
-    approx = float(feature.shape[-2]) / float(original_size[0])
-    return 2.0 ** float(torch.tensor(approx).log2().round())
+def _select_maps(x: dict[str, Tensor], featmap_names: list[str]) -> list[Tensor]:
+    """The maps of ``x`` named in featmap_names, in x's order (as torchvision selects them)."""
+    maps: list[Tensor] = []
+    for name, value in x.items():
+        if name in featmap_names:
+            maps.append(value)
+    if not torch.jit.is_scripting() and not maps:
+        raise ArgumentValueError(
+            f"none of featmap_names {featmap_names} is in the feature dict {list(x)}"
+        )
+    return maps
+
+
+def _infer_scales(features: list[Tensor], image_shapes: list[tuple[int, int]]) -> list[float]:
+    """Per map, the power of two closest to map height / largest image height (torchvision's)."""
+    if len(image_shapes) == 0:
+        raise ArgumentValueError(
+            "image_shapes must list the (height, width) of every image, got an empty list"
+        )
+    largest = 0
+    for shape in image_shapes:
+        largest = max(largest, shape[0])
+    scales: list[float] = []
+    for feature in features:
+        approx = float(feature.shape[-2]) / float(largest)
+        scales.append(2.0 ** float(torch.tensor(approx).log2().round()))
+    return scales
+
+
+def _is_tracing() -> bool:
+    """Under torch.fx, torch.export or torch.compile (not TorchScript): no state is cached then, the
+    traced graph infers the scales itself."""
+    if torch.jit.is_scripting():
+        return False
+    return torch.fx._symbolic_trace.is_fx_symbolic_tracing() or torch.compiler.is_compiling()
+
+
+@torch.fx.wrap
+def _multi_scale_pool(
+    x: dict[str, Tensor],
+    boxes: list[Tensor],
+    image_shapes: list[tuple[int, int]],
+    featmap_names: list[str],
+    output_size: list[int],
+    sampling_ratio: int,
+    scales: list[float] | None,
+    canonical_scale: int,
+    canonical_level: int,
+) -> Tensor:
+    """MultiScaleRoIAlign's forward as one function -- one node of a torch.fx graph. Levels index
+    the selected maps by position, as in torchvision: with featmap_names that skip a level, boxes
+    mapped past the last map get zero rows."""
+    if not torch.jit.is_scripting():
+        check_roi_boxes(boxes)
+    maps = _select_maps(x, featmap_names)
+    if scales is None:  # only when traced: eager calls infer them once and keep them
+        scales = _infer_scales(maps, image_shapes)
+    if not torch.jit.is_scripting() and len(maps) != len(scales):
+        raise ArgumentValueError(
+            f"expected {len(scales)} feature maps (as on the first call), got {len(maps)}"
+        )
+    rois = boxes_to_rois(boxes)
+    if len(maps) == 1:
+        return roi_align(maps[0], rois, output_size, scales[0], sampling_ratio)
+    # The level of a map is -log2(scale): P2 (scale 1/4) is level 2. (Through a tensor: TorchScript
+    # has no math.log2; the scales are powers of two, so the result is exact either way.)
+    k_min = int(-torch.tensor(scales[0]).log2().item())
+    k_max = int(-torch.tensor(scales[-1]).log2().item())
+    levels = assign_levels(rois, k_min, k_max, float(canonical_scale), float(canonical_level))
+    return multi_scale_roi_align(maps, rois, levels, output_size, scales, sampling_ratio)
 
 
 class MultiScaleRoIAlign(nn.Module):
@@ -88,8 +160,11 @@ class MultiScaleRoIAlign(nn.Module):
 
     Scales are inferred on the first call from the feature sizes and the largest image size, exactly
     as torchvision does; boxes are pooled with ``aligned=False`` (torchvision's choice for Mask
-    R-CNN).
+    R-CNN). FPN levels index the selected maps by position, as in torchvision: with featmap_names
+    that skip a level (["0", "2", "3"]), boxes whose level has no map get zero rows.
     """
+
+    __annotations__ = {"scales": list[float] | None}
 
     def __init__(
         self,
@@ -106,51 +181,34 @@ class MultiScaleRoIAlign(nn.Module):
         self.featmap_names = featmap_names
         self.sampling_ratio = sampling_ratio
         self.output_size = tuple(output_size)
+        self.scales = None
         self.canonical_scale = canonical_scale
         self.canonical_level = canonical_level
-        self.scales: list[float] | None = None
-        self.k_min: int | None = None
-        self.k_max: int | None = None
-
-    def _setup_scales(self, features: list[Tensor], image_shapes: list[tuple[int, int]]) -> None:
-        if not image_shapes:
-            raise ValueError(
-                "image_shapes must list the (height, width) of every image, got an empty list"
-            )
-        original = (max(s[0] for s in image_shapes), max(s[1] for s in image_shapes))
-        self.scales = [infer_scale(f, original) for f in features]
-        # Level of a map = -log2(scale): P2 (scale 1/4) is level 2.
-        self.k_min = int(-math.log2(self.scales[0]))
-        self.k_max = int(-math.log2(self.scales[-1]))
 
     def forward(
-        self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]
+        self,
+        x: dict[str, Tensor],
+        boxes: list[Tensor],
+        image_shapes: list[tuple[int, int]],
     ) -> Tensor:
         """x: feature maps by name (those in featmap_names are used, in x's order);
         boxes: per-image Tensor[L_i, 4]; image_shapes: per-image (height, width) after resizing.
         Returns Tensor[sum L_i, C, PH, PW]."""
-        features = [v for k, v in x.items() if k in self.featmap_names]
-        if not features:
-            raise ValueError(
-                f"none of featmap_names {self.featmap_names} is in the feature dict {list(x)}"
-            )
-        if self.scales is None:
-            self._setup_scales(features, image_shapes)
-        if len(features) != len(self.scales):
-            raise ValueError(
-                f"expected {len(self.scales)} feature maps (as on the first call), got "
-                f"{len(features)}"
-            )
-        rois = boxes_to_rois(boxes)
-        if len(features) == 1:
-            return roi_align(
-                features[0], rois, self.output_size, self.scales[0], self.sampling_ratio
-            )
-        levels = assign_levels(
-            rois, self.k_min, self.k_max, self.canonical_scale, self.canonical_level
-        )
-        return multi_scale_roi_align(
-            features, rois, levels, self.output_size, self.scales, self.sampling_ratio
+        scales = self.scales
+        if scales is None and not _is_tracing():  # the first call fixes them, as torchvision's
+            scales = _infer_scales(_select_maps(x, self.featmap_names), image_shapes)
+            self.scales = scales
+        output_size = [self.output_size[0], self.output_size[1]]
+        return _multi_scale_pool(
+            x,
+            boxes,
+            image_shapes,
+            self.featmap_names,
+            output_size,
+            self.sampling_ratio,
+            scales,
+            self.canonical_scale,
+            self.canonical_level,
         )
 
     def __repr__(self) -> str:

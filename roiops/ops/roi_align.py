@@ -6,14 +6,18 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torch.jit.annotations import BroadcastingList2
+from torch.nn.modules.utils import _pair
 
-from ._box_format import as_rois, pair
+from ..errors import call_op
+from ._box_format import check_roi_boxes, pair, to_rois
 
 
+@torch.fx.wrap
 def roi_align(
     input: Tensor,
     boxes: Tensor | list[Tensor],
-    output_size: int | tuple[int, int],
+    output_size: BroadcastingList2[int],
     spatial_scale: float = 1.0,
     sampling_ratio: int = -1,
     aligned: bool = False,
@@ -22,9 +26,12 @@ def roi_align(
     sampling.
 
     Args:
-        input: Tensor[N, C, H, W], float32/float64/float16/bfloat16, any memory layout.
+        input: Tensor[N, C, H, W], float32/float64/float16/bfloat16, any memory layout; or a
+            quantized (quint8/qint8/qint32, per tensor) map of one image, with quantized boxes of
+            the same dtype (torchvision's quantized RoIAlign).
         boxes: Tensor[K, 5] of (batch_index, x1, y1, x2, y2), or a list of N Tensor[L_i, 4] of
-            (x1, y1, x2, y2); same dtype as ``input`` (float32 also accepted for half inputs).
+            (x1, y1, x2, y2); same dtype as ``input`` (float32 also accepted for half inputs; under
+            torch.autocast any floating dtype, cast to float32 as torchvision does).
         output_size: (PH, PW), or one int for both.
         spatial_scale: feature-map size / image size (e.g. 1/4 for FPN level P2).
         sampling_ratio: samples per bin and axis; -1 or 0: ceil(box size / output size).
@@ -34,10 +41,21 @@ def roi_align(
         Tensor[K, C, PH, PW] in ``input``'s dtype. Half precision accumulates in float32. Samples
         at NaN coordinates contribute 0; a batch index outside [0, N) raises on the CPU and gives a
         zero row on CUDA (checking would cost a host sync).
+
+    Raises:
+        roiops.ArgumentValueError / ArgumentTypeError (a ValueError / TypeError, and also the
+        RuntimeError and AssertionError torchvision raises) for bad arguments.
     """
-    ph, pw = pair(output_size)
-    return torch.ops.roiops.roi_align.default(
-        input, as_rois(boxes), float(spatial_scale), ph, pw, int(sampling_ratio), bool(aligned)
+    if not torch.jit.is_scripting():
+        check_roi_boxes(boxes)
+        ph, pw = pair(output_size)
+        rois = to_rois(boxes)
+        args = (float(spatial_scale), ph, pw, int(sampling_ratio), bool(aligned))
+        return call_op(torch.ops.roiops.roi_align, input, rois, *args)
+    size = _pair(output_size)
+    rois = to_rois(boxes)
+    return torch.ops.roiops.roi_align(
+        input, rois, spatial_scale, size[0], size[1], sampling_ratio, aligned
     )
 
 
@@ -46,7 +64,7 @@ class RoIAlign(nn.Module):
 
     def __init__(
         self,
-        output_size: int | tuple[int, int],
+        output_size: BroadcastingList2[int],
         spatial_scale: float,
         sampling_ratio: int,
         aligned: bool = False,
@@ -107,12 +125,16 @@ def roi_align_sample_points(
     exactly where the op samples; image coordinates undo the scale and the half-pixel shift of
     ``aligned``: image = (feature + offset) / spatial_scale.
     """
+    check_roi_boxes(boxes)
     ph, pw = pair(output_size)
-    rois = as_rois(boxes)
-    edges_y, edges_x, feature_y, feature_x, grid_h, grid_w = (
-        torch.ops.roiops.roi_align_sample_points.default(
-            rois, float(spatial_scale), ph, pw, int(sampling_ratio), bool(aligned)
-        )
+    edges_y, edges_x, feature_y, feature_x, grid_h, grid_w = call_op(
+        torch.ops.roiops.roi_align_sample_points,
+        to_rois(boxes),
+        float(spatial_scale),
+        ph,
+        pw,
+        int(sampling_ratio),
+        bool(aligned),
     )
     offset = 0.5 if aligned else 0.0
 

@@ -1,0 +1,135 @@
+"""roiops.patch_torchvision(): torchvision's ops and detection models, running on roiops ops.
+
+    roiops.patch_torchvision()              # from now on
+    ...
+    roiops.unpatch_torchvision()            # torchvision as it was
+
+    with roiops.patch_torchvision():        # or for a block
+        detections = model(images)
+
+What is rerouted: torchvision.ops.roi_align / RoIAlign / MultiScaleRoIAlign / nms / batched_nms /
+box_iou, and in the detection models the box coder (BoxCoder.encode_single / decode_single), the
+anchor generator (AnchorGenerator.forward / grid_anchors), the RPN's and RoI heads' box_similarity,
+and mask pasting (paste_masks_in_image). Functions are rebound where torchvision's own code looks
+them up (module attributes, at call time) and classes get roiops' methods, so models built before
+the patch run on roiops ops as well as models built inside it. Code that imported a function object
+itself before the patch (``from torchvision.ops import nms``) keeps torchvision's.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import roiops
+
+_MISSING = object()
+
+
+@dataclass
+class _Patch:
+    owner: Any  # a module or a class
+    name: str
+    replacement: Any
+    original: Any = _MISSING  # the owner's own attribute before the patch, if it had one
+
+
+def _box_similarity_property(torchvision_box_iou) -> property:
+    # RegionProposalNetwork and RoIHeads bind `self.box_similarity = box_ops.box_iou` when built; a
+    # property on the class takes precedence over that instance attribute. Assignments go to the
+    # instance, where they reappear after the patch -- as torchvision's box_iou when a model built
+    # while patched assigned roiops' (from the patched module attribute).
+    def get(self):
+        return roiops.box_iou
+
+    def set(self, value):
+        self.__dict__["box_similarity"] = torchvision_box_iou if value is roiops.box_iou else value
+
+    return property(get, set)
+
+
+def _patches() -> list[_Patch]:
+    import torchvision  # noqa: F401  (loads torchvision.ops and torchvision.models)
+    from torchvision.models.detection import _utils, anchor_utils, roi_heads, rpn, transform
+    from torchvision.ops import boxes, poolers
+
+    roi_align_module = sys.modules["torchvision.ops.roi_align"]  # shadowed by the function
+    similarity = _box_similarity_property(boxes.box_iou)
+    patches = [
+        # Functions, where torchvision's code and its users look them up.
+        _Patch(torchvision.ops, "roi_align", roiops.roi_align),
+        _Patch(roi_align_module, "roi_align", roiops.roi_align),  # RoIAlign.forward
+        _Patch(roi_heads, "roi_align", roiops.roi_align),  # mask targets in training
+        _Patch(torchvision.ops, "nms", roiops.nms),
+        _Patch(boxes, "nms", roiops.nms),
+        _Patch(torchvision.ops, "batched_nms", roiops.batched_nms),
+        _Patch(boxes, "batched_nms", roiops.batched_nms),  # RPN and RoI heads
+        _Patch(torchvision.ops, "box_iou", roiops.box_iou),
+        _Patch(boxes, "box_iou", roiops.box_iou),  # RoI heads' matching
+        # Classes: instances built before the patch run on roiops too.
+        _Patch(poolers.MultiScaleRoIAlign, "forward", roiops.MultiScaleRoIAlign.forward),
+        _Patch(_utils.BoxCoder, "encode_single", roiops.BoxCoder.encode_single),
+        _Patch(_utils.BoxCoder, "decode_single", roiops.BoxCoder.decode_single),
+        _Patch(anchor_utils.AnchorGenerator, "forward", roiops.AnchorGenerator.forward),
+        _Patch(anchor_utils.AnchorGenerator, "grid_anchors", roiops.AnchorGenerator.grid_anchors),
+        _Patch(anchor_utils.AnchorGenerator, "_anchors", roiops.AnchorGenerator._anchors),
+        _Patch(rpn.RegionProposalNetwork, "box_similarity", similarity),
+        _Patch(roi_heads.RoIHeads, "box_similarity", similarity),
+    ]
+    paste = getattr(roiops, "paste_masks_in_image", None)
+    if paste is not None:
+        patches += [
+            _Patch(roi_heads, "paste_masks_in_image", paste),
+            _Patch(transform, "paste_masks_in_image", paste),  # the transform's postprocess
+        ]
+    return patches
+
+
+_applied: list[_Patch] = []
+
+
+def _own_attribute(owner: Any, name: str) -> Any:
+    # A class's own attribute (not an inherited one), or a module's.
+    return vars(owner).get(name, _MISSING)
+
+
+class TorchvisionPatch:
+    """What patch_torchvision() returns: usable as a context manager that restores torchvision on
+    exit (unless torchvision was already patched when the block began)."""
+
+    def __init__(self, applied_here: bool) -> None:
+        self._applied_here = applied_here
+
+    def __enter__(self) -> TorchvisionPatch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._applied_here:
+            unpatch_torchvision()
+
+
+def patch_torchvision() -> TorchvisionPatch:
+    """Routes torchvision's ops and detection models through roiops (see the module docstring).
+    Calling it again while patched does nothing; unpatch_torchvision() restores torchvision."""
+    if _applied:
+        return TorchvisionPatch(applied_here=False)
+    for patch in _patches():
+        patch.original = _own_attribute(patch.owner, patch.name)
+        setattr(patch.owner, patch.name, patch.replacement)
+        _applied.append(patch)
+    return TorchvisionPatch(applied_here=True)
+
+
+def unpatch_torchvision() -> None:
+    """Restores every attribute patch_torchvision() replaced (a no-op when not patched)."""
+    while _applied:
+        patch = _applied.pop()
+        if patch.original is _MISSING:
+            delattr(patch.owner, patch.name)
+        else:
+            setattr(patch.owner, patch.name, patch.original)
+
+
+def is_torchvision_patched() -> bool:
+    return bool(_applied)

@@ -1,0 +1,140 @@
+"""roiops.patch_torchvision(): torchvision's own detection models running on roiops ops, with
+identical detections, and torchvision restored afterwards."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+import roiops
+
+
+def roiops_ops_run(fn) -> set[str]:
+    """The roiops ops a call of fn() dispatches, from a profiler trace."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    return {e.name for e in prof.events() if e.name.startswith("roiops::")}
+
+
+@pytest.fixture(scope="module")
+def maskrcnn():
+    """A small torchvision Mask R-CNN, random weights, that detects plenty (score threshold 0)."""
+    torch.manual_seed(0)
+    kwargs = dict(
+        weights=None,
+        weights_backbone=None,
+        num_classes=7,
+        min_size=320,
+        max_size=448,
+        box_score_thresh=0.0,
+        box_detections_per_img=50,
+    )
+    model = maskrcnn_resnet50_fpn(**kwargs).eval()
+    images = [torch.rand(3, 300, 420), torch.rand(3, 280, 360)]
+    return model, images, kwargs
+
+
+def same_detections(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert len(x["boxes"]) > 0
+        for key in ["boxes", "labels", "scores", "masks"]:
+            assert torch.equal(x[key], y[key]), key
+
+
+@torch.no_grad()
+def test_patched_maskrcnn_detects_the_same_on_roiops_ops(maskrcnn):
+    model, images, kwargs = maskrcnn
+    reference = model(images)
+    assert roiops_ops_run(lambda: model(images)) == set()
+    with roiops.patch_torchvision():
+        patched = model(images)  # a model built before the patch
+        ops = roiops_ops_run(lambda: model(images))
+        built_inside = maskrcnn_resnet50_fpn(**kwargs).eval()
+        built_inside.load_state_dict(model.state_dict())
+        same_detections(built_inside(images), reference)
+    same_detections(patched, reference)
+    expected = {
+        "roiops::multi_scale_roi_align",
+        "roiops::batched_nms",
+        "roiops::decode_boxes",
+        "roiops::grid_anchors",
+        "roiops::assign_levels",
+    }
+    assert expected <= ops, ops
+    assert roiops_ops_run(lambda: model(images)) == set()  # restored
+    same_detections(model(images), reference)
+
+
+def test_patch_and_unpatch_restore_every_attribute():
+    from torchvision.models.detection import _utils, anchor_utils, rpn
+
+    originals = (
+        torchvision.ops.nms,
+        torchvision.ops.boxes.batched_nms,
+        torchvision.ops.MultiScaleRoIAlign.forward,
+        _utils.BoxCoder.decode_single,
+    )
+    assert not hasattr(anchor_utils.AnchorGenerator, "_anchors")
+    handle = roiops.patch_torchvision()
+    assert roiops.is_torchvision_patched()
+    assert (
+        torchvision.ops.nms is roiops.nms
+        and torchvision.ops.boxes.batched_nms is roiops.batched_nms
+    )
+    with roiops.patch_torchvision():  # nested: leaves the outer patch in place
+        pass
+    assert roiops.is_torchvision_patched()
+    model_rpn = rpn.RegionProposalNetwork(
+        anchor_utils.AnchorGenerator(),
+        rpn.RPNHead(8, 3),
+        0.7,
+        0.3,
+        256,
+        0.5,
+        dict(training=10, testing=10),
+        dict(training=10, testing=10),
+        0.7,
+    )
+    assert model_rpn.box_similarity is roiops.box_iou
+    roiops.unpatch_torchvision()
+    assert not roiops.is_torchvision_patched()
+    assert (
+        torchvision.ops.nms,
+        torchvision.ops.boxes.batched_nms,
+        torchvision.ops.MultiScaleRoIAlign.forward,
+        _utils.BoxCoder.decode_single,
+    ) == originals
+    assert not hasattr(anchor_utils.AnchorGenerator, "_anchors")
+    assert model_rpn.box_similarity is torchvision.ops.boxes.box_iou  # its own, set when built
+    with handle:  # exiting a stale handle's block must not disturb anything
+        pass
+    roiops.unpatch_torchvision()  # a no-op when not patched
+
+
+@torch.no_grad()
+def test_patched_maskrcnn_trains_on_roiops_ops(maskrcnn):
+    """Training also reaches roiops: box_similarity (anchor and proposal matching), encode, the
+    mask targets' roi_align."""
+    model, images, _ = maskrcnn
+    targets = [
+        {
+            "boxes": torch.tensor([[20.0, 30.0, 200.0, 220.0]]),
+            "labels": torch.tensor([1]),
+            "masks": torch.zeros(1, 300, 420, dtype=torch.uint8),
+        },
+        {
+            "boxes": torch.tensor([[50.0, 60.0, 150.0, 250.0]]),
+            "labels": torch.tensor([2]),
+            "masks": torch.ones(1, 280, 360, dtype=torch.uint8),
+        },
+    ]
+    model.train()
+    try:
+        with roiops.patch_torchvision():
+            ops = roiops_ops_run(lambda: model(images, targets))
+    finally:
+        model.eval()
+    assert {"roiops::box_iou", "roiops::encode_boxes", "roiops::roi_align"} <= ops, ops
