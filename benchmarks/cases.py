@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 import torchvision
+from model_cases import STAGES, stage, whole_model
 
 import roiops
 
@@ -32,6 +33,7 @@ class Case:
     name: str
     prepare: Callable[[torch.device, torch.dtype], Prepared]
     devices: tuple[str, ...] = ("cpu", "cuda")  # device types the case means something on
+    dtypes: tuple[str, ...] | None = None  # the table dtypes it runs in (None: all)
 
 
 def proposals(num: int, batch: int, generator: torch.Generator) -> torch.Tensor:
@@ -315,4 +317,18 @@ CASES = [
     Case("RPN batched NMS (2 images x 4819 boxes, 5 levels, keep 1000)", rpn_nms_case),
     Case("detection batched NMS (1000 x 90 classes, score > 0.05)", detection_nms_case),
     Case("decode 268569 anchors (RPN, 1 image)", decode_case),
+]
+
+# The whole Mask R-CNN, roiops' model against torchvision's (model_cases.py); float32 weights only.
+CASES += [
+    Case(
+        f"Mask R-CNN inference, {n} image{'s' * (n > 1)} (800x1067{', 800x1200' * (n > 1)})",
+        whole_model(n),
+        dtypes=("float32",),
+    )
+    for n in (1, 2)
+]
+CASES += [
+    Case(f"Mask R-CNN stage: {name} (2 images)", stage(name), dtypes=("float32",))
+    for name in STAGES
 ]

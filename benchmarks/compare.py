@@ -99,6 +99,8 @@ def main() -> None:
         for case in CASES:
             if args.filter not in case.name or device.type not in case.devices:
                 continue
+            if case.dtypes is not None and dtype_name not in case.dtypes:
+                continue
             try:
                 prepared = case.prepare(device, dtype)
                 ours, theirs = time_pair(prepared.ours, prepared.theirs, device, rounds, inner)

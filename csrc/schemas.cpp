@@ -66,6 +66,11 @@ const OpDefinition kOps[] = {
     // torchvision.ops.box_iou: boxes [..., N, 4] and [..., M, 4] (leading dims broadcast) in fmt
     // "xyxy", "xywh" or "cxcywh" -> [..., N, M]; float32 for half-precision and integer boxes.
     {"box_iou(Tensor boxes1, Tensor boxes2, str fmt=\"xyxy\") -> Tensor", kBackend},
+    // torchvision's paste_masks_in_image: masks [N, 1, M, M] pasted into their boxes [N, 4] of an
+    // image_height x image_width image, padded by `padding` -> [N, 1, image_height, image_width].
+    {"paste_masks_in_image(Tensor masks, Tensor boxes, SymInt image_height, SymInt image_width, "
+     "int padding=1) -> Tensor",
+     kBackend},
     // Anchors of every level, rows ordered (level, y, x, anchor), one copy per image:
     // [num_images, sum_l H_l * W_l * A_l, 4]. cell_anchors: the A_l cell anchors of each level,
     // stacked.

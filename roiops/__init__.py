@@ -17,6 +17,7 @@ from .ops.anchors import AnchorGenerator  # noqa: E402
 from .ops.box_coder import BoxCoder, decode_boxes, decode_clip_boxes, encode_boxes  # noqa: E402
 from .ops.boxes import box_iou  # noqa: E402
 from .ops.nms import batched_nms, batched_nms_padded, nms  # noqa: E402
+from .ops.paste_masks import paste_masks_in_image  # noqa: E402
 from .ops.poolers import MultiScaleRoIAlign, assign_levels, multi_scale_roi_align  # noqa: E402
 from .ops.roi_align import (  # noqa: E402
     RoIAlign,
@@ -48,6 +49,7 @@ __all__ = [
     "is_torchvision_patched",
     "multi_scale_roi_align",
     "nms",
+    "paste_masks_in_image",
     "patch_torchvision",
     "roi_align",
     "roi_align_sample_points",

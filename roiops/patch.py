@@ -76,13 +76,9 @@ def _patches() -> list[_Patch]:
         _Patch(anchor_utils.AnchorGenerator, "_anchors", roiops.AnchorGenerator._anchors),
         _Patch(rpn.RegionProposalNetwork, "box_similarity", similarity),
         _Patch(roi_heads.RoIHeads, "box_similarity", similarity),
+        _Patch(roi_heads, "paste_masks_in_image", roiops.paste_masks_in_image),
+        _Patch(transform, "paste_masks_in_image", roiops.paste_masks_in_image),  # postprocess
     ]
-    paste = getattr(roiops, "paste_masks_in_image", None)
-    if paste is not None:
-        patches += [
-            _Patch(roi_heads, "paste_masks_in_image", paste),
-            _Patch(transform, "paste_masks_in_image", paste),  # the transform's postprocess
-        ]
     return patches
 
 

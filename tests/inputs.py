@@ -142,3 +142,44 @@ def pyramid_inputs(dtype, num_levels=4, seed=0):
     scales = [2.0 ** -(2 + i) for i in range(num_levels)]
     rois = rois_from_boxes(boxes)
     return maps, rois, scales
+
+
+# Pasted masks are compared with torchvision's within this: its resize (ATen's CPU
+# upsample_bilinear2d) rounds differently per CPU build, by up to 9.2e-7
+# (tests/test_paste_masks.py).
+PASTE_ATOL = 2e-6
+
+
+def pasted_masks_case(n, image, seed=0):
+    """Mask R-CNN outputs to paste: sigmoid-like 28x28 masks and boxes of 10..90% of the image,
+    some hanging over its edges but all overlapping it (torchvision's Python slicing wraps around,
+    or fails, on a box entirely outside the image)."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = image
+    extent = torch.tensor([w, h])
+    masks = torch.rand(n, 1, 28, 28, generator=g)
+    size = (torch.rand(n, 2, generator=g) * 0.8 + 0.1) * extent + 2
+    corner = (torch.rand(n, 2, generator=g) * 0.8 - 0.1) * extent
+    return masks, torch.cat([corner, corner + size], 1)
+
+
+def detection_batch(
+    seed=0, with_targets=False, sizes=((300, 420), (260, 380), (280, 330)), num_classes=7, objects=3
+):
+    """Images of different sizes in [0, 1] and, for training, per image `objects` boxes with labels
+    and filled masks of the boxes' region."""
+    g = torch.Generator().manual_seed(seed)
+    images = [torch.rand(3, h, w, generator=g) for h, w in sizes]
+    if not with_targets:
+        return images, None
+    targets = []
+    for h, w in sizes:
+        corner = torch.rand(objects, 2, generator=g) * torch.tensor([w, h]) * 0.6
+        size = torch.rand(objects, 2, generator=g) * torch.tensor([w, h]) * 0.3 + 12
+        boxes = torch.cat([corner, corner + size], 1)
+        masks = torch.zeros(objects, h, w, dtype=torch.uint8)
+        for k, (x1, y1, x2, y2) in enumerate(boxes.round().long().tolist()):
+            masks[k, y1:y2, x1:x2] = 1
+        labels = torch.randint(1, num_classes, (objects,), generator=g)
+        targets.append({"boxes": boxes, "labels": labels, "masks": masks})
+    return images, targets

@@ -1,4 +1,5 @@
-"""What nvcc makes of the RoIAlign kernels, read from their PTX for sm_90 (no GPU needed).
+"""What nvcc makes of the bit-exact kernels (RoIAlign, mask pasting), read from their PTX for sm_90
+(no GPU needed).
 
 Both backends promise the very bits of torchvision's CPU RoIAlign (forward, and the deterministic
 backward). The host compiler never fuses `a * b + c` into one FMA (setup.py: -ffp-contract=off), but
@@ -27,12 +28,17 @@ pytestmark = pytest.mark.skipif(
     NVCC is None or torch.version.cuda is None, reason="needs nvcc and a CUDA build of torch"
 )
 
-KERNEL_FILES = ["roi_align_kernel.cu", "roi_align_deterministic_backward.cu"]
-# The kernels of those files that carry the RoIAlign arithmetic.
-ROI_ALIGN_ENTRY = re.compile(
-    r"roi_align_forward_kernel|roi_align_backward_kernel|count_corners_kernel|"
-    r"write_corners_kernel|gather_corners_kernel"
-)
+# Each file, the kernels in it that carry bit-exact arithmetic, and how many of them there are at
+# least (one per dtype instantiation).
+KERNELS = {
+    "roi_align_kernel.cu": (r"roi_align_forward_kernel|roi_align_backward_kernel", 4),
+    "roi_align_deterministic_backward.cu": (
+        r"count_corners_kernel|write_corners_kernel|gather_corners_kernel",
+        3,
+    ),
+    # Mask pasting: CUDA gives the CPU kernel's bits (the resize of paste_math.h).
+    "paste_masks_kernel.cu": (r"paste_masks_kernel", 4),
+}
 FUSED = re.compile(r"\bfma\.rn\.f(32|64)\b")
 FUSABLE = re.compile(r"\bmul\.f(32|64)\b")  # a product without a rounding mode
 
@@ -89,7 +95,7 @@ def ptx(tmp_path_factory):
         "__global__ void contraction_control(const float* a, const float* b, float* c) {\n"
         "  c[threadIdx.x] = a[threadIdx.x] * b[threadIdx.x] + c[threadIdx.x];\n}\n"
     )
-    return compile_ptx([ROOT / "csrc" / "cuda" / f for f in KERNEL_FILES] + [control], out)
+    return compile_ptx([ROOT / "csrc" / "cuda" / f for f in KERNELS] + [control], out)
 
 
 def test_the_check_sees_contraction(ptx):
@@ -98,12 +104,11 @@ def test_the_check_sees_contraction(ptx):
     assert FUSED.search(ptx["contraction_control.cu"])
 
 
-@pytest.mark.parametrize("source", KERNEL_FILES)
-def test_roi_align_kernels_have_no_fused_or_fusable_products(ptx, source):
-    kernels = {n: body for n, body in entries(ptx[source]).items() if ROI_ALIGN_ENTRY.search(n)}
-    assert len(kernels) >= (4 if source.startswith("roi_align_kernel") else 3), list(
-        entries(ptx[source])
-    )
+@pytest.mark.parametrize("source", list(KERNELS))
+def test_exact_kernels_have_no_fused_or_fusable_products(ptx, source):
+    pattern, at_least = KERNELS[source]
+    kernels = {n: body for n, body in entries(ptx[source]).items() if re.search(pattern, n)}
+    assert len(kernels) >= at_least, list(entries(ptx[source]))
     for name, body in kernels.items():
         fused = [m.group(0) for m in FUSED.finditer(body)]
         fusable = [m.group(0) for m in FUSABLE.finditer(body)]

@@ -21,6 +21,7 @@ from inputs import (
     boxes_and_codes,
     clustered_boxes,
     mask_rcnn_anchor_inputs,
+    pasted_masks_case,
     pyramid_inputs,
     random_boxes,
     roi_align_case,
@@ -386,3 +387,14 @@ def test_grid_anchors_equal_cpu(gpu, dtype):
     out = gpu.grid_anchors(*args)
     assert out.shape == (2, 3 * sum(h * w for h, w in grids), 4)
     assert torch.equal(out, CPU.grid_anchors(*args))
+
+
+@pytest.mark.parametrize("padding", [0, 1])
+def test_paste_masks_equals_cpu(gpu, padding):
+    """One thread per canvas pixel, many masks in one launch, boxes over every edge of the image."""
+    masks, boxes = pasted_masks_case(12, (37, 45), seed=padding)
+    boxes[3] = torch.tensor([40.0, 30.0, 20.0, 10.0])  # inverted
+    boxes[4] = torch.tensor([60.0, 5.0, 80.0, 20.0])  # right of the image
+    boxes[5] = torch.tensor([float("nan"), 0.0, float("inf"), 30.0])  # broken
+    out = gpu.paste_masks_in_image(masks, boxes, 37, 45, padding)
+    assert torch.equal(out, CPU.paste_masks_in_image(masks, boxes, 37, 45, padding))

@@ -65,6 +65,19 @@ def test_batched_nms_matches_torchvision(device, num_classes, n):
         assert torch.equal(ours.cpu(), tv_reference(boxes, scores, thr, idxs)), thr
 
 
+@pytest.mark.parametrize("n", [1000, 1001, 5001, 20000])
+def test_batched_nms_tied_scores_in_torchvisions_order(device, n):
+    """Tied scores (as a detector's saturated scores are): the same order as torchvision's both
+    at and above the size (4000 coordinates on the CPU) where it switches to an unstable sort."""
+    g = torch.Generator().manual_seed(n)
+    boxes = clustered_boxes(n, g)
+    scores = (torch.rand(n, generator=g) * 8).round() / 8
+    idxs = torch.randint(0, 5, (n,), generator=g)
+    boxes, scores, idxs = boxes.to(device), scores.to(device), idxs.to(device)
+    ours = roiops.batched_nms(boxes, scores, idxs, 0.5)
+    assert torch.equal(ours, torchvision.ops.batched_nms(boxes, scores, idxs, 0.5))
+
+
 def test_batched_nms_is_exact_where_torchvision_offset_trick_is_not(device):
     # torchvision shifts class c by c * (max_coordinate + 1). With negative coordinates a shifted
     # box can land on a box of another class: max is 0, so box 1 (class 1) moves by +1 onto box 0

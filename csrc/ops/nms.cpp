@@ -4,8 +4,9 @@
 // (nms.h; csrc/cpu/nms_kernel.cpp, csrc/cuda/nms_kernel.cu).
 //
 // Order of results: decreasing score; equal scores keep ascending box index (a stable sort), NaN
-// scores first -- torchvision's order. batched_nms is exact per-class NMS: boxes of different
-// classes never interact, without torchvision's coordinate-offset trick and its float rounding.
+// scores first -- torchvision's order (for batched_nms on large inputs, the order of its unstable
+// sort). batched_nms is exact per-class NMS: boxes of different classes never interact, without
+// torchvision's coordinate-offset trick and its float rounding.
 
 #include "nms.h"
 
@@ -138,7 +139,18 @@ at::Tensor batched_nms(const at::Tensor& boxes, const at::Tensor& scores, const 
   const at::Tensor classes = idxs.to(at::kLong).unsqueeze(0);
   auto [order, keep] = keep_in_score_order(boxes.unsqueeze(0), scores.unsqueeze(0),
                                            classes - classes.min(), iou_threshold, -1);
-  return order[0].masked_select(keep[0]);
+  const at::Tensor kept = order[0].masked_select(keep[0]);
+  // Above 4000 box coordinates on the CPU (20000 elsewhere) torchvision switches to a loop over
+  // classes and orders what it kept with an unstable sort of their scores taken in index order, so
+  // equal scores come out in whatever order that sort leaves them. Sort the same values the same
+  // way, so the result is torchvision's index for index there too.
+  if (boxes.numel() > (boxes.is_cpu() ? 4000 : 20000)) {
+    const at::Tensor by_index = std::get<0>(kept.sort());
+    const at::Tensor by_score = std::get<1>(
+        scores.index_select(0, by_index).sort(/*stable=*/false, /*dim=*/0, /*descending=*/true));
+    return by_index.index_select(0, by_score);
+  }
+  return kept;
 }
 
 std::tuple<at::Tensor, at::Tensor> batched_nms_padded(const at::Tensor& boxes,

@@ -35,7 +35,9 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     classes overlap when coordinates are negative; roiops never mixes classes).
 
     Returns:
-        int64 Tensor of kept indices, by decreasing score.
+        int64 Tensor of kept indices, by decreasing score. Equal scores come in torchvision's
+        order: ascending index, or above 4000 box coordinates on the CPU (20000 on CUDA) the order
+        torchvision's unstable sort leaves them in.
     """
     if boxes.numel() == 0:  # as torchvision: empty boxes keep nothing, whatever the rest
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)

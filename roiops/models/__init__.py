@@ -1,0 +1,20 @@
+"""A thin Faster / Mask R-CNN R50-FPN on roiops ops, with torchvision's state_dict and results.
+
+    model = roiops.models.maskrcnn_resnet50_fpn(weights="maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth")
+    model.load_state_dict(torchvision_model.state_dict())  # or any torchvision state_dict
+
+Read in this order: transform.py (images -> padded batch), backbone.py (ResNet-50 + FPN), rpn.py
+(proposals), roi_heads.py (detections and masks), detector.py (the assembly, ~20 lines).
+"""
+
+from .config import DetectorConfig
+from .detector import MaskRCNN, fasterrcnn_resnet50_fpn, maskrcnn_resnet50_fpn
+from .transform import ImageList
+
+__all__ = [
+    "DetectorConfig",
+    "ImageList",
+    "MaskRCNN",
+    "fasterrcnn_resnet50_fpn",
+    "maskrcnn_resnet50_fpn",
+]

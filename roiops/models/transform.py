@@ -1,0 +1,147 @@
+"""Images in, one padded batch out -- and detections mapped back to the original images.
+
+normalize -> resize (the shorter side to min_size, the longer at most max_size; torchvision's
+rounding) -> pad the batch to a multiple of 32 (every FPN level then divides it exactly).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import ArgumentTypeError, ArgumentValueError
+from ..ops.paste_masks import paste_masks_in_image
+
+
+class ImageList(NamedTuple):
+    tensors: Tensor  # [N, 3, H_pad, W_pad], zero-padded
+    image_sizes: list[tuple[int, int]]  # (height, width) of each image after resizing
+
+
+def resize_boxes(boxes: Tensor, original: tuple[int, int], new: tuple[int, int]) -> Tensor:
+    """Boxes [N, 4] scaled from an image of size `original` to one of size `new`, by float32 ratios
+    as torchvision computes them."""
+    ratio_h, ratio_w = (
+        torch.tensor(n, dtype=torch.float32, device=boxes.device)
+        / torch.tensor(o, dtype=torch.float32, device=boxes.device)
+        for n, o in zip(new, original)
+    )
+    return boxes * torch.stack([ratio_w, ratio_h, ratio_w, ratio_h])
+
+
+class DetectionTransform(nn.Module):
+    def __init__(
+        self,
+        min_size: int | tuple[int, ...],
+        max_size: int,
+        image_mean: tuple[float, ...],
+        image_std: tuple[float, ...],
+        size_divisible: int = 32,
+    ) -> None:
+        super().__init__()
+        self.min_size = tuple(min_size) if isinstance(min_size, (list, tuple)) else (min_size,)
+        self.max_size = max_size
+        self.image_mean = list(image_mean)
+        self.image_std = list(image_std)
+        self.size_divisible = size_divisible
+
+    def forward(
+        self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
+    ) -> tuple[ImageList, list[dict[str, Tensor]] | None]:
+        self._check(images)
+        if targets is not None:
+            targets = [dict(t) for t in targets]  # resized copies; the caller's stay as they were
+        resized = []
+        for i, image in enumerate(images):
+            image = self.normalize(image)
+            image, target = self.resize(image, targets[i] if targets is not None else None, i)
+            resized.append(image)
+            if targets is not None:
+                targets[i] = target
+        sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in resized]
+        return ImageList(self.batch_images(resized), sizes), targets
+
+    def _check(self, images: list[Tensor]) -> None:
+        if not isinstance(images, (list, tuple)) or len(images) == 0:
+            raise ArgumentValueError("images must be a non-empty list of Tensor[3, H, W]")
+        channels = len(self.image_mean)
+        for i, image in enumerate(images):
+            if not isinstance(image, Tensor) or image.dim() != 3:
+                shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+                raise ArgumentValueError(f"images[{i}] must be a Tensor[3, H, W], got {shape}")
+            if image.size(0) != channels:
+                raise ArgumentValueError(
+                    f"images[{i}] has {image.size(0)} channels; the model normalizes {channels} "
+                    f"(image_mean={self.image_mean}), got shape {tuple(image.shape)}"
+                )
+            if not image.is_floating_point():
+                raise ArgumentTypeError(
+                    f"images[{i}] must be floating, with values in [0, 1], got {image.dtype}"
+                )
+
+    def normalize(self, image: Tensor) -> Tensor:
+        mean = torch.as_tensor(self.image_mean, dtype=image.dtype, device=image.device)
+        std = torch.as_tensor(self.image_std, dtype=image.dtype, device=image.device)
+        return (image - mean[:, None, None]) / std[:, None, None]
+
+    def resize(
+        self, image: Tensor, target: dict[str, Tensor] | None, index: int = 0
+    ) -> tuple[Tensor, dict[str, Tensor] | None]:
+        height, width = int(image.shape[-2]), int(image.shape[-1])
+        if self.training:  # torchvision draws the size with torch's RNG, one draw per image
+            draw = torch.empty(1).uniform_(0.0, float(len(self.min_size)))
+            size = self.min_size[int(draw.item())]
+        else:
+            size = self.min_size[-1]
+        scale = min(size / min(height, width), self.max_size / max(height, width))
+        if math.floor(height * scale) < 1 or math.floor(width * scale) < 1:
+            raise ArgumentValueError(
+                f"images[{index}] of size {height}x{width} resizes to nothing: its shorter side "
+                f"would become {min(height, width) * scale:.2f} pixels (min_size={size}, "
+                f"max_size={self.max_size})"
+            )
+        image = F.interpolate(
+            image[None],
+            scale_factor=scale,
+            mode="bilinear",
+            recompute_scale_factor=True,
+            align_corners=False,
+        )[0]
+        if target is None:
+            return image, None
+        new_size = (int(image.shape[-2]), int(image.shape[-1]))
+        target["boxes"] = resize_boxes(target["boxes"], (height, width), new_size)
+        if "masks" in target:
+            masks = target["masks"][:, None].float()
+            masks = F.interpolate(masks, scale_factor=scale, recompute_scale_factor=True)
+            target["masks"] = masks[:, 0].byte()
+        return image, target
+
+    def batch_images(self, images: list[Tensor]) -> Tensor:
+        """[N, C, H_pad, W_pad]: each image in the top-left corner, zeros around it."""
+        stride = float(self.size_divisible)
+        height = int(math.ceil(max(im.shape[-2] for im in images) / stride) * stride)
+        width = int(math.ceil(max(im.shape[-1] for im in images) / stride) * stride)
+        batch = images[0].new_zeros((len(images), images[0].shape[0], height, width))
+        for i, image in enumerate(images):
+            batch[i, :, : image.shape[-2], : image.shape[-1]].copy_(image)
+        return batch
+
+    def postprocess(
+        self,
+        detections: list[dict[str, Tensor]],
+        image_sizes: list[tuple[int, int]],
+        original_sizes: list[tuple[int, int]],
+    ) -> list[dict[str, Tensor]]:
+        """Boxes back to each original image; masks pasted into it (one op for all masks)."""
+        for detection, size, original in zip(detections, image_sizes, original_sizes):
+            detection["boxes"] = resize_boxes(detection["boxes"], size, original)
+            if "masks" in detection:
+                detection["masks"] = paste_masks_in_image(
+                    detection["masks"], detection["boxes"], original
+                )
+        return detections

@@ -1,0 +1,299 @@
+"""roiops.models against torchvision's Faster / Mask R-CNN with the same weights: the same
+state_dict, the same intermediate stages, detections, losses and gradients. Small images and random
+weights keep this fast; the full-size runs are benchmarks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+import torchvision
+from inputs import PASTE_ATOL, detection_batch
+from torch.testing import assert_close
+from torchvision.models.detection import fasterrcnn_resnet50_fpn, maskrcnn_resnet50_fpn
+
+import roiops
+import roiops.models
+
+SMALL = dict(min_size=320, max_size=448, num_classes=7, box_detections_per_img=25)
+
+
+def build_pair(kind: str, **kwargs):
+    """torchvision's model (random weights, seeded) and roiops' with its state_dict."""
+    torch.manual_seed(0)
+    tv_factory = {"mask": maskrcnn_resnet50_fpn, "faster": fasterrcnn_resnet50_fpn}[kind]
+    ours_factory = {
+        "mask": roiops.models.maskrcnn_resnet50_fpn,
+        "faster": roiops.models.fasterrcnn_resnet50_fpn,
+    }[kind]
+    options = {**SMALL, **kwargs}
+    tv = tv_factory(weights=None, weights_backbone=None, **options)
+    ours = ours_factory(**options)
+    ours.load_state_dict(tv.state_dict(), strict=True)
+    return tv, ours
+
+
+@pytest.fixture(scope="module")
+def mask_pair():
+    tv, ours = build_pair("mask", box_score_thresh=0.0)
+    return tv.eval(), ours.eval()
+
+
+def assert_same_detections(ours, ref):
+    """Boxes, labels and scores bit for bit; pasted masks within ATen's own spread."""
+    assert len(ours) == len(ref)
+    for o, r in zip(ours, ref):
+        assert len(o["boxes"]) == len(r["boxes"]) > 0
+        for key in ["boxes", "labels", "scores"]:
+            assert torch.equal(o[key], r[key]), key
+        if "masks" in r:
+            assert_close(o["masks"], r["masks"], rtol=0, atol=PASTE_ATOL)
+
+
+def test_state_dict_is_torchvisions():
+    for kind in ["mask", "faster"]:
+        tv, ours = build_pair(kind)
+        tv_state, our_state = tv.state_dict(), ours.state_dict()
+        assert list(our_state) == list(tv_state)
+        assert all(our_state[k].shape == tv_state[k].shape for k in tv_state)
+
+
+@torch.no_grad()
+def test_stages_equal_torchvision(mask_pair):
+    """Transform, backbone, proposals, pooled box features and box logits: the same tensors."""
+    tv, ours = mask_pair
+    images, _ = detection_batch(seed=1)
+    tv_batch, _ = tv.transform(images)
+    our_batch, _ = ours.transform(images)
+    assert torch.equal(our_batch.tensors, tv_batch.tensors)
+    assert our_batch.image_sizes == tv_batch.image_sizes
+    tv_features = tv.backbone(tv_batch.tensors)
+    our_features = ours.backbone(our_batch.tensors)
+    assert list(our_features) == list(tv_features)
+    assert all(torch.equal(our_features[k], tv_features[k]) for k in tv_features)
+    tv_proposals, _ = tv.rpn(tv_batch, tv_features)
+    our_proposals, _ = ours.rpn(our_batch, our_features)
+    assert all(torch.equal(a, b) for a, b in zip(our_proposals, tv_proposals))
+    sizes = tv_batch.image_sizes
+    tv_pooled = tv.roi_heads.box_roi_pool(tv_features, tv_proposals, sizes)
+    our_pooled = ours.roi_heads.box_roi_pool(our_features, our_proposals, sizes)
+    assert torch.equal(our_pooled, tv_pooled)
+    tv_logits = tv.roi_heads.box_predictor(tv.roi_heads.box_head(tv_pooled))
+    our_logits = ours.roi_heads.box_predictor(ours.roi_heads.box_head(our_pooled))
+    assert all(torch.equal(a, b) for a, b in zip(our_logits, tv_logits))
+
+
+@torch.no_grad()
+def test_mask_rcnn_detections_equal_torchvision(mask_pair):
+    tv, ours = mask_pair
+    images, _ = detection_batch(seed=2)  # three images of different sizes in one batch
+    assert_same_detections(ours(images), tv(images))
+
+
+@torch.no_grad()
+def test_faster_rcnn_and_default_threshold_equal_torchvision():
+    tv, ours = build_pair("faster", box_score_thresh=0.0)
+    images, _ = detection_batch(seed=3)
+    assert_same_detections(ours.eval()(images), tv.eval()(images))
+    tv, ours = build_pair("mask")  # torchvision's threshold 0.05: random weights detect nothing
+    got, ref = ours.eval()(images), tv.eval()(images)
+    assert [len(d["boxes"]) for d in got] == [len(d["boxes"]) for d in ref]
+    assert all(d["masks"].shape[1:] == (1, *im.shape[-2:]) for d, im in zip(got, images))
+
+
+def test_training_losses_and_gradients_equal_torchvision():
+    """Same seed, images and targets: the same losses (so the samplers draw as torchvision's) and
+    the same gradient for every parameter, bit for bit (RoIAlign's CPU backward visits in
+    torchvision's order, and the graph is built in torchvision's order)."""
+    tv, ours = build_pair("mask")
+    images, targets = detection_batch(seed=4, with_targets=True)
+    results = []
+    for model in (tv.train(), ours.train()):
+        torch.manual_seed(7)
+        losses = model(images, targets)
+        sum(losses.values()).backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+        results.append((losses, grads))
+    (tv_losses, tv_grads), (our_losses, our_grads) = results
+    assert list(our_losses) == list(tv_losses)
+    for key in tv_losses:
+        assert torch.equal(our_losses[key], tv_losses[key]), key
+    assert list(our_grads) == list(tv_grads)
+    for name in tv_grads:
+        assert torch.equal(our_grads[name], tv_grads[name]), name
+
+
+def test_a_few_sgd_steps_lower_the_loss():
+    torch.manual_seed(0)
+    model = roiops.models.maskrcnn_resnet50_fpn(
+        num_classes=3,
+        min_size=128,
+        max_size=160,
+        rpn_batch_size_per_image=64,
+        box_batch_size_per_image=64,
+    )
+    images, targets = detection_batch(
+        seed=5, with_targets=True, sizes=((128, 160), (120, 150)), num_classes=3
+    )
+    # From random weights lr 0.01 diverges, in torchvision's model as in this one.
+    optimizer = torch.optim.SGD(
+        [p for p in model.parameters() if p.requires_grad], lr=0.002, momentum=0.9
+    )
+    model.train()
+    totals = []
+    for _ in range(10):
+        losses = model(images, targets)
+        total = sum(losses.values())
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        totals.append(float(total.detach()))
+    assert all(torch.isfinite(torch.tensor(totals)))
+    assert totals[-1] < 0.8 * totals[0], totals
+
+
+def test_training_with_an_image_without_objects_is_torchvisions():
+    tv, ours = build_pair("mask")
+    images, targets = detection_batch(seed=6, with_targets=True)
+    targets[0] = {
+        "boxes": torch.zeros(0, 4),
+        "labels": torch.zeros(0, dtype=torch.int64),
+        "masks": torch.zeros(0, *images[0].shape[-2:], dtype=torch.uint8),
+    }
+    results = []
+    for model in (tv.train(), ours.train()):
+        torch.manual_seed(8)
+        with torch.no_grad():
+            results.append(model(images, targets))
+    for key in results[0]:
+        assert torch.isfinite(results[1][key])
+        assert torch.equal(results[1][key], results[0][key]), key
+
+
+@torch.no_grad()
+def test_the_model_runs_on_roiops_ops(mask_pair):
+    _, ours = mask_pair
+    images, _ = detection_batch(seed=9)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        ours(images)
+    ops = {e.name for e in prof.events() if e.name.startswith(("roiops::", "torchvision::"))}
+    expected = {
+        "roiops::grid_anchors",
+        "roiops::decode_clip_boxes",
+        "roiops::batched_nms",
+        "roiops::assign_levels",
+        "roiops::multi_scale_roi_align",
+        "roiops::paste_masks_in_image",
+    }
+    assert expected <= ops and not any(op.startswith("torchvision::") for op in ops), ops
+
+
+def test_the_model_needs_no_torchvision():
+    code = (
+        "import sys; sys.modules['torchvision'] = None\n"
+        "import torch, roiops.models\n"
+        "model = roiops.models.maskrcnn_resnet50_fpn(num_classes=3, min_size=64, max_size=96,"
+        " box_score_thresh=0.0).eval()\n"
+        "with torch.no_grad(): out = model([torch.rand(3, 64, 80)])\n"
+        "print(sorted(out[0]), tuple(out[0]['masks'].shape[2:]))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "['boxes', 'labels', 'masks', 'scores'] (64, 80)" in run.stdout
+
+
+# --- checkpoints ----------------------------------------------------------------------------------
+
+
+def released_format(state_dict):
+    """torchvision's state_dict with the names of its released COCO file (version 1): mask_fcn*,
+    rpn.head.conv, FPN blocks without ".0", no version metadata."""
+    renamed = {}
+    for key, value in state_dict.items():
+        for i in range(4):
+            key = key.replace(
+                f"roi_heads.mask_head.{i}.0.", f"roi_heads.mask_head.mask_fcn{i + 1}."
+            )
+            key = key.replace(f"fpn.inner_blocks.{i}.0.", f"fpn.inner_blocks.{i}.")
+            key = key.replace(f"fpn.layer_blocks.{i}.0.", f"fpn.layer_blocks.{i}.")
+        renamed[key.replace("rpn.head.conv.0.0.", "rpn.head.conv.")] = value
+    return renamed
+
+
+def test_released_checkpoint_format_loads(tmp_path):
+    tv, _ = build_pair("mask")
+    path = tmp_path / "maskrcnn.pth"
+    torch.save(released_format(tv.state_dict()), path)
+    model = roiops.models.maskrcnn_resnet50_fpn(weights=path, **SMALL)
+    ours, ref = model.state_dict(), tv.state_dict()
+    assert all(torch.equal(ours[k], ref[k]) for k in ours)  # num_batches_tracked: not frozen BN's
+    frozen = [m for m in model.modules() if isinstance(m, roiops.models.backbone.FrozenBatchNorm2d)]
+    assert frozen and all(m.eps == 0.0 for m in frozen)  # torchvision's overwrite_eps
+
+
+def test_weights_that_are_not_a_file_say_where_to_put_them(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="downloads nothing"):
+        roiops.models.maskrcnn_resnet50_fpn(weights=tmp_path / "missing.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    enum = torchvision.models.detection.MaskRCNN_ResNet50_FPN_Weights.COCO_V1
+    with pytest.raises(ValueError, match=r"maskrcnn_resnet50_fpn_coco-bf2d0c1e\.pth"):
+        roiops.models.maskrcnn_resnet50_fpn(weights=enum)
+
+
+def test_a_mismatched_state_dict_is_refused():
+    tv, _ = build_pair("faster")
+    model = roiops.models.maskrcnn_resnet50_fpn(**SMALL)
+    with pytest.raises(RuntimeError, match="Missing key"):
+        model.load_state_dict(tv.state_dict())
+    with pytest.raises(TypeError, match="unknown detector arguments"):
+        roiops.models.maskrcnn_resnet50_fpn(box_treshold=0.3)
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+
+def test_bad_images_give_clear_errors(mask_pair):
+    _, model = mask_pair
+    with pytest.raises(ValueError, match="non-empty list"):
+        model([])
+    with pytest.raises(ValueError, match=r"images\[0\] must be a Tensor\[3, H, W\]"):
+        model([torch.rand(1, 3, 64, 64)])
+    with pytest.raises(ValueError, match=r"images\[1\] has 1 channels"):
+        model([torch.rand(3, 64, 64), torch.rand(1, 64, 64)])
+    with pytest.raises(TypeError, match=r"images\[0\] must be floating"):
+        model([torch.zeros(3, 64, 64, dtype=torch.uint8)])
+    with pytest.raises(ValueError, match="resizes to nothing"):
+        model([torch.rand(3, 1, 2000)])
+
+
+@torch.no_grad()
+def test_an_image_smaller_than_one_stride_works_like_torchvision(mask_pair):
+    tv, ours = mask_pair
+    images = [torch.rand(3, 10, 13, generator=torch.Generator().manual_seed(0))]
+    got, ref = ours(images), tv(images)
+    assert_same_detections(got, ref)
+    assert got[0]["masks"].shape[-2:] == (10, 13)
+
+
+def test_bad_targets_give_clear_errors():
+    _, model = build_pair("mask")
+    model.train()
+    images, targets = detection_batch(seed=10, with_targets=True)
+    degenerate = [dict(t) for t in targets]
+    degenerate[1]["boxes"] = degenerate[1]["boxes"].clone()
+    degenerate[1]["boxes"][0, 2] = degenerate[1]["boxes"][0, 0]
+    with pytest.raises(AssertionError, match="positive height and width.*index 1"):
+        model(images, degenerate)  # torchvision asserts the same
+    with pytest.raises(ValueError, match="targets are needed"):
+        model(images)
+    no_masks = [{k: v for k, v in t.items() if k != "masks"} for t in targets]
+    with pytest.raises(ValueError, match=r"targets\[0\] has no \['masks'\]"):
+        model(images, no_masks)
+    too_large = [dict(t, labels=t["labels"] + 7) for t in targets]
+    with pytest.raises(ValueError, match=r"labels'\] must be in \[0, 7\) \(num_classes\)"):
+        model(images, too_large)
+    float_labels = [dict(t, labels=t["labels"].float()) for t in targets]
+    with pytest.raises(TypeError, match="labels'\\] must be int64"):
+        model(images, float_labels)
