@@ -71,6 +71,9 @@ const OpDefinition kOps[] = {
     {"paste_masks_in_image(Tensor masks, Tensor boxes, SymInt image_height, SymInt image_width, "
      "int padding=1) -> Tensor",
      kBackend},
+    // The detection transform's bilinear resize (F.interpolate, scale_factor, recomputed): an op
+    // so that compilers keep ATen's arithmetic.
+    {"_resize_images(Tensor images, float scale) -> Tensor", kComposite},
     // Anchors of every level, rows ordered (level, y, x, anchor), one copy per image:
     // [num_images, sum_l H_l * W_l * A_l, 4]. cell_anchors: the A_l cell anchors of each level,
     // stacked.

@@ -3,6 +3,8 @@ Argument checks live in the C++ kernels; here only what the shape needs is check
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -176,3 +178,11 @@ def _grid_anchors(
 @torch.library.register_fake("roiops::paste_masks_in_image")
 def _paste_masks_in_image(masks, boxes, image_height, image_width, padding=1):
     return masks.new_empty((masks.size(0), 1, image_height, image_width))
+
+
+@torch.library.register_fake("roiops::_resize_images")
+def _resize_images(images, scale):
+    # F.interpolate's output size under recompute_scale_factor (csrc/ops/resize_images.cpp).
+    height = math.floor(float(images.shape[2]) * scale)
+    width = math.floor(float(images.shape[3]) * scale)
+    return images.new_empty((images.shape[0], images.shape[1], height, width))

@@ -4,6 +4,10 @@ codes and anchor inputs at Mask R-CNN's shapes. Every builder is seeded, so a fa
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import torch
 from torchvision.models.detection.image_list import ImageList
@@ -183,3 +187,15 @@ def detection_batch(
         labels = torch.randint(1, num_classes, (objects,), generator=g)
         targets.append({"boxes": boxes, "labels": labels, "masks": masks})
     return images, targets
+
+
+def run_fresh_python(code: str, timeout: float) -> subprocess.CompletedProcess:
+    """Runs `code` in a new interpreter that imports the same roiops as this process: -P keeps the
+    working directory (a source tree that may not be built, as in CI) off sys.path, and PYTHONPATH
+    points at the folder this roiops came from (site-packages, or the in-place build)."""
+    import roiops
+
+    env = {**os.environ, "PYTHONPATH": str(Path(roiops.__file__).parent.parent)}
+    return subprocess.run(
+        [sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=timeout, env=env
+    )

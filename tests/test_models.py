@@ -4,13 +4,10 @@ weights keep this fast; the full-size runs are benchmarks."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
 import torchvision
-from inputs import PASTE_ATOL, detection_batch
+from inputs import PASTE_ATOL, detection_batch, run_fresh_python
 from torch.testing import assert_close
 from torchvision.models.detection import fasterrcnn_resnet50_fpn, maskrcnn_resnet50_fpn
 
@@ -199,7 +196,7 @@ def test_the_model_needs_no_torchvision():
         "with torch.no_grad(): out = model([torch.rand(3, 64, 80)])\n"
         "print(sorted(out[0]), tuple(out[0]['masks'].shape[2:]))\n"
     )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    run = run_fresh_python(code, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "['boxes', 'labels', 'masks', 'scores'] (64, 80)" in run.stdout
 

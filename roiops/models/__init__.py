@@ -4,17 +4,20 @@
     model.load_state_dict(torchvision_model.state_dict())  # or any torchvision state_dict
 
 Read in this order: transform.py (images -> padded batch), backbone.py (ResNet-50 + FPN), rpn.py
-(proposals), roi_heads.py (detections and masks), detector.py (the assembly, ~20 lines).
+(proposals), roi_heads.py (detections and masks), detector.py (the assembly, ~20 lines);
+static.py is the same inference in fixed shapes (export, compile).
 """
 
 from .config import DetectorConfig
 from .detector import MaskRCNN, fasterrcnn_resnet50_fpn, maskrcnn_resnet50_fpn
+from .static import StaticMaskRCNN
 from .transform import ImageList
 
 __all__ = [
     "DetectorConfig",
     "ImageList",
     "MaskRCNN",
+    "StaticMaskRCNN",
     "fasterrcnn_resnet50_fpn",
     "maskrcnn_resnet50_fpn",
 ]

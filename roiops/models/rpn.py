@@ -64,6 +64,18 @@ def per_anchor(layer: Tensor, values_per_anchor: int) -> Tensor:
     return layer.reshape(n, -1, values_per_anchor)
 
 
+def top_per_level(objectness: Tensor, per_level: list[int], top_n: int) -> tuple[Tensor, Tensor]:
+    """Per level the top_n anchors by objectness [N, total]: their indices into the concatenation
+    [N, K] and their level [K]."""
+    top, levels, offset = [], [], 0
+    for level, level_scores in enumerate(objectness.split(per_level, dim=1)):
+        k = min(top_n, level_scores.shape[1])
+        top.append(level_scores.topk(k, dim=1).indices + offset)
+        levels.append(torch.full((k,), level, dtype=torch.int64, device=objectness.device))
+        offset += level_scores.shape[1]
+    return torch.cat(top, dim=1), torch.cat(levels)
+
+
 class RegionProposalNetwork(nn.Module):
     def __init__(self, anchor_generator: AnchorGenerator, head: RPNHead, cfg: DetectorConfig):
         super().__init__()
@@ -110,15 +122,7 @@ class RegionProposalNetwork(nn.Module):
         cfg = self.cfg
         top_n = cfg.rpn_pre_nms_top_n_train if self.training else cfg.rpn_pre_nms_top_n_test
         post_n = cfg.rpn_post_nms_top_n_train if self.training else cfg.rpn_post_nms_top_n_test
-        # Per level the top_n anchors by objectness, as indices into the concatenation.
-        top, levels, offset = [], [], 0
-        for level, level_scores in enumerate(objectness.split(per_level, dim=1)):
-            k = min(top_n, level_scores.shape[1])
-            top.append(level_scores.topk(k, dim=1).indices + offset)
-            levels.append(torch.full((k,), level, dtype=torch.int64, device=objectness.device))
-            offset += level_scores.shape[1]
-        top = torch.cat(top, dim=1)  # [N, K]
-        level = torch.cat(levels)  # [K]
+        top, level = top_per_level(objectness, per_level, top_n)
         scores = objectness.gather(1, top).sigmoid()  # [N, K]
         proposals = []
         for i, size in enumerate(image_sizes):

@@ -7,6 +7,7 @@ rounding) -> pad the batch to a multiple of 32 (every FPN level then divides it 
 from __future__ import annotations
 
 import math
+import struct
 from typing import NamedTuple
 
 import torch
@@ -22,15 +23,30 @@ class ImageList(NamedTuple):
     image_sizes: list[tuple[int, int]]  # (height, width) of each image after resizing
 
 
+def float32_ratio(new: int, old: int) -> float:
+    """new / old rounded to float32 -- torchvision divides two float32 tensors. Rounding the double
+    quotient is the same (a double has more than twice float32's precision), and a Python number
+    needs no tensor on the device: nothing to copy there, so CUDA graphs can capture it."""
+    return struct.unpack("f", struct.pack("f", new / old))[0]
+
+
 def resize_boxes(boxes: Tensor, original: tuple[int, int], new: tuple[int, int]) -> Tensor:
-    """Boxes [N, 4] scaled from an image of size `original` to one of size `new`, by float32 ratios
-    as torchvision computes them."""
-    ratio_h, ratio_w = (
-        torch.tensor(n, dtype=torch.float32, device=boxes.device)
-        / torch.tensor(o, dtype=torch.float32, device=boxes.device)
-        for n, o in zip(new, original)
-    )
-    return boxes * torch.stack([ratio_w, ratio_h, ratio_w, ratio_h])
+    """Boxes [..., 4] scaled from an image of size `original` to one of size `new`, by torchvision's
+    float32 ratios."""
+    ratio_h, ratio_w = float32_ratio(new[0], original[0]), float32_ratio(new[1], original[1])
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    return torch.stack([x1 * ratio_w, y1 * ratio_h, x2 * ratio_w, y2 * ratio_h], dim=-1)
+
+
+def resize_images(images: Tensor, scale: float) -> Tensor:
+    """[N, C, H, W] resized by `scale` as torchvision's transform resizes (bilinear, the output size
+    floor(size * scale)); an op, so that compiled models keep ATen's arithmetic."""
+    return torch.ops.roiops._resize_images(images, float(scale))
+
+
+def resize_scale(transform: DetectionTransform, height: int, width: int, min_size: int) -> float:
+    """The shorter side to min_size, unless the longer would then exceed max_size."""
+    return min(min_size / min(height, width), transform.max_size / max(height, width))
 
 
 class DetectionTransform(nn.Module):
@@ -47,6 +63,11 @@ class DetectionTransform(nn.Module):
         self.max_size = max_size
         self.image_mean = list(image_mean)
         self.image_std = list(image_std)
+        # On the model's device, so that normalizing copies nothing from the host (CUDA graphs);
+        # float64, so that casting to the images' dtype rounds as torch.as_tensor(image_mean) does.
+        # Not in the state_dict (torchvision's has none).
+        self.register_buffer("mean", torch.tensor(image_mean, dtype=torch.float64), False)
+        self.register_buffer("std", torch.tensor(image_std, dtype=torch.float64), False)
         self.size_divisible = size_divisible
 
     def forward(
@@ -84,8 +105,9 @@ class DetectionTransform(nn.Module):
                 )
 
     def normalize(self, image: Tensor) -> Tensor:
-        mean = torch.as_tensor(self.image_mean, dtype=image.dtype, device=image.device)
-        std = torch.as_tensor(self.image_std, dtype=image.dtype, device=image.device)
+        """[..., C, H, W] -> (image - mean) / std per channel."""
+        mean = self.mean.to(device=image.device, dtype=image.dtype)
+        std = self.std.to(device=image.device, dtype=image.dtype)
         return (image - mean[:, None, None]) / std[:, None, None]
 
     def resize(
@@ -97,20 +119,14 @@ class DetectionTransform(nn.Module):
             size = self.min_size[int(draw.item())]
         else:
             size = self.min_size[-1]
-        scale = min(size / min(height, width), self.max_size / max(height, width))
+        scale = resize_scale(self, height, width, size)
         if math.floor(height * scale) < 1 or math.floor(width * scale) < 1:
             raise ArgumentValueError(
                 f"images[{index}] of size {height}x{width} resizes to nothing: its shorter side "
                 f"would become {min(height, width) * scale:.2f} pixels (min_size={size}, "
                 f"max_size={self.max_size})"
             )
-        image = F.interpolate(
-            image[None],
-            scale_factor=scale,
-            mode="bilinear",
-            recompute_scale_factor=True,
-            align_corners=False,
-        )[0]
+        image = resize_images(image[None], scale)[0]
         if target is None:
             return image, None
         new_size = (int(image.shape[-2]), int(image.shape[-1]))
@@ -121,11 +137,16 @@ class DetectionTransform(nn.Module):
             target["masks"] = masks[:, 0].byte()
         return image, target
 
+    def padded_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(height, width) rounded up to a multiple of size_divisible."""
+        stride = float(self.size_divisible)
+        return tuple(int(math.ceil(side / stride) * stride) for side in size)
+
     def batch_images(self, images: list[Tensor]) -> Tensor:
         """[N, C, H_pad, W_pad]: each image in the top-left corner, zeros around it."""
-        stride = float(self.size_divisible)
-        height = int(math.ceil(max(im.shape[-2] for im in images) / stride) * stride)
-        width = int(math.ceil(max(im.shape[-1] for im in images) / stride) * stride)
+        height, width = self.padded_size(
+            (max(im.shape[-2] for im in images), max(im.shape[-1] for im in images))
+        )
         batch = images[0].new_zeros((len(images), images[0].shape[0], height, width))
         for i, image in enumerate(images):
             batch[i, :, : image.shape[-2], : image.shape[-1]].copy_(image)
