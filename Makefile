@@ -1,6 +1,8 @@
 # The two set-up commands of the README:
-#   make bench   create .venv (torch 2.13.0 + torchvision 0.28.0), `pip install .`, print the CPU ratio table
+#   make bench   create .venv (torch 2.13.0 + torchvision 0.28.0), `pip install .`, time roiops against
+#                torchvision on the CPU: the ratio table, bench-output/report.md and speedup.png
 #   make test    same environment, run the test suite
+# and one more target: make demo (train a small Mask R-CNN on synthetic shapes, demo-output/).
 # Only python3 (and nvcc, for the CUDA kernels) must exist beforehand.
 
 VENV ?= .venv
@@ -10,10 +12,13 @@ PY := $(VENV)/bin/python
 PIP_DEPS := $(PY) -m pip install --isolated --quiet
 SOURCES := setup.py pyproject.toml $(shell find csrc roiops -type f -not -name '*.pyc' -not -name '*.so')
 
-.PHONY: bench test lint install clean
+.PHONY: bench demo test lint install clean
 
 bench: $(VENV)/.roiops-installed
-	$(PY) benchmarks/compare.py --device cpu
+	$(PY) -P -m roiops bench --device cpu --out bench-output
+
+demo: $(VENV)/.roiops-installed
+	$(PY) -P -m roiops demo --out demo-output
 
 test: $(VENV)/.roiops-installed
 	$(VENV)/bin/pytest tests
@@ -26,7 +31,8 @@ install: $(VENV)/.roiops-installed
 
 $(VENV)/.deps:
 	python3 -m venv $(VENV)
-	$(PIP_DEPS) torch==2.13.0 torchvision==0.28.0 ninja numpy pytest pytest-benchmark ruff
+	$(PIP_DEPS) torch==2.13.0 torchvision==0.28.0 ninja numpy pytest pytest-benchmark ruff \
+		pillow pycocotools matplotlib
 	touch $@
 
 $(VENV)/.roiops-installed: $(VENV)/.deps $(SOURCES)
@@ -34,4 +40,4 @@ $(VENV)/.roiops-installed: $(VENV)/.deps $(SOURCES)
 	touch $@
 
 clean:
-	rm -rf build $(VENV) *.egg-info
+	rm -rf build $(VENV) *.egg-info bench-output demo-output

@@ -180,6 +180,12 @@ setup(
     packages=find_packages(include=["roiops", "roiops.*"]),
     python_requires=">=3.10",
     install_requires=["torch>=2.11"],
+    extras_require={
+        # python -m roiops demo: drawing, and COCO's evaluation
+        "demo": ["numpy", "pillow", "pycocotools"],
+        # python -m roiops bench: torchvision is the reference, matplotlib draws the chart
+        "bench": ["torchvision", "matplotlib"],
+    },
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

@@ -1,15 +1,16 @@
-"""pytest-benchmark timings of roiops and torchvision on the cases of cases.py.
+"""pytest-benchmark timings of roiops and torchvision on the cases of roiops/bench/cases.py.
 
     pytest benchmarks/ --benchmark-group-by=group          # CPU, and CUDA when present
-Results are grouped per case so each group shows roiops beside torchvision; compare.py prints the
-ratio table from the same cases.
+Results are grouped per case so each group shows roiops beside torchvision; the CLI prints the
+ratio table (`python -m roiops bench`) from the same cases.
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
-from cases import CASES
+
+from roiops.bench.cases import CASES
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # On a machine with a GPU (offline is fine): build roiops against the installed torch, run the whole
 # test suite (CUDA included), a memory-checker pass over the CUDA tests, and the benchmarks; write
-# everything under $OUT (default ./gpu-results): env.txt, build.log, tests.log, sanitizer.log,
-# cuda-<date>.md/.json. Copy the last two to benchmarks/results/ and commit them.
+# everything under $OUT (default ./gpu-results): env.txt, build.log, tests.log, sanitizer.log and
+# bench/ (report.md, results.json, speedup.png). Copy bench/ to benchmarks/results/cuda/ and commit it.
 # Expected time on an H100 machine: build ~2 min, tests ~1 min, benchmarks ~2 min, sanitizer last
 # (capped by SANITIZER_TIMEOUT, default 240 s) so that one 10-minute device call holds it all.
 #   bash scripts/gpu_check.sh
@@ -37,7 +37,7 @@ $PY -P -m pytest tests $NO_EMULATION -q -rs -p no:cacheprovider 2>&1 | tee "$OUT
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 echo "== benchmarks"
-$PY -P benchmarks/compare.py --device cuda --dtypes float32,float16 --save "$OUT" || status=1
+$PY -P -m roiops bench --all --device cuda --dtypes float32,float16 --out "$OUT/bench" || status=1
 echo "== compute-sanitizer (memcheck) on the CUDA tests"
 if command -v compute-sanitizer > /dev/null; then
   timeout ${SANITIZER_TIMEOUT:-240} compute-sanitizer --tool memcheck --error-exitcode 9 \

@@ -108,6 +108,29 @@ def _trainable_layers(is_trained: bool, requested: int | None) -> int:
     return layers
 
 
+def assemble(backbone: nn.Module, cfg: DetectorConfig, with_masks: bool = True) -> MaskRCNN:
+    """Mask R-CNN (Faster R-CNN without masks) around any backbone whose forward maps a padded
+    batch to FPN levels {"0", "1", "2", "3", "pool"} of `backbone.out_channels` channels, at strides
+    4, 8, 16, 32 and 64; every other size comes from `cfg`."""
+    anchors = AnchorGenerator(cfg.rpn_anchor_sizes, cfg.rpn_aspect_ratios)
+    head = RPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0])
+    box_head = TwoMLPHead(backbone.out_channels * 7 * 7, cfg.representation_size)
+    box_predictor = FastRCNNPredictor(cfg.representation_size, cfg.num_classes)
+    mask_head = mask_predictor = None
+    if with_masks:
+        mask_head = MaskRCNNHeads(backbone.out_channels, cfg.mask_layers)
+        width = cfg.mask_layers[-1]
+        mask_predictor = MaskRCNNPredictor(width, width, cfg.num_classes)
+    return MaskRCNN(
+        DetectionTransform(
+            cfg.min_size, cfg.max_size, cfg.image_mean, cfg.image_std, cfg.size_divisible
+        ),
+        backbone,
+        RegionProposalNetwork(anchors, head, cfg),
+        RoIHeads(cfg, box_head, box_predictor, mask_head, mask_predictor),
+    )
+
+
 def _build(
     with_masks: bool,
     weights: Any,
@@ -125,22 +148,7 @@ def _build(
         state = load_state_dict(checkpoint_path(weights_backbone))
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         backbone.body.load_state_dict(state)
-    anchors = AnchorGenerator(cfg.rpn_anchor_sizes, cfg.rpn_aspect_ratios)
-    head = RPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0])
-    box_head = TwoMLPHead(backbone.out_channels * 7 * 7, cfg.representation_size)
-    box_predictor = FastRCNNPredictor(cfg.representation_size, cfg.num_classes)
-    mask_head = mask_predictor = None
-    if with_masks:
-        mask_head = MaskRCNNHeads(backbone.out_channels, cfg.mask_layers)
-        mask_predictor = MaskRCNNPredictor(cfg.mask_layers[-1], 256, cfg.num_classes)
-    model = MaskRCNN(
-        DetectionTransform(
-            cfg.min_size, cfg.max_size, cfg.image_mean, cfg.image_std, cfg.size_divisible
-        ),
-        backbone,
-        RegionProposalNetwork(anchors, head, cfg),
-        RoIHeads(cfg, box_head, box_predictor, mask_head, mask_predictor),
-    )
+    model = assemble(backbone, cfg, with_masks)
     if weights is not None:
         model.load_state_dict(load_state_dict(checkpoint_path(weights)))
         # torchvision's released weights were trained with frozen batch norm of eps 0 (its

@@ -1,7 +1,8 @@
 """Mask R-CNN R50-FPN, roiops' against torchvision's with the same (random) weights, at
-torchvision's default size (shorter side 800, longer at most 1333): the whole inference and each
-stage on the same inputs. box_score_thresh 0 so that random weights give torchvision's 100
-detections per image and the mask stages do real work."""
+torchvision's default size (shorter side 800, longer at most 1333): the whole inference (eager,
+and the static model eager and compiled) and each stage on the same inputs. box_score_thresh 0
+so that random weights give torchvision's 100 detections per image and the mask stages do real
+work."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from torchvision.models.detection.roi_heads import paste_masks_in_image as tv_pa
 
 import roiops
 import roiops.models
+
+from .timing import Prepared
 
 IMAGE_SIZES = [(800, 1067), (800, 1200)]  # already at the model's size: the resize is a no-op
 
@@ -43,11 +46,35 @@ def no_grad(fn: Callable[[], object]) -> Callable[[], object]:
 
 def whole_model(count: int):
     def prepare(device: torch.device, dtype: torch.dtype):
-        from cases import Prepared
-
         tv, ours = models(device.type)
         batch = images(count, device)
         return Prepared(no_grad(lambda: ours(batch)), no_grad(lambda: tv(batch)), 0)
+
+    return prepare
+
+
+def static_model(count: int, mode: str):
+    """StaticMaskRCNN on `count` 800x1067 images (one size: a static batch) against torchvision's
+    model on the same images. mode: "eager"; "compiled" (inductor, layout_optimization off: the
+    eager bits); "compiled-fast" (inductor's defaults: channels-last convolutions, detections equal
+    but boxes within ~0.04 px)."""
+
+    def prepare(device: torch.device, dtype: torch.dtype):
+        tv, ours = models(device.type)
+        static = roiops.models.StaticMaskRCNN(ours).eval()
+        g = torch.Generator().manual_seed(count)
+        batch = torch.rand(count, 3, *IMAGE_SIZES[0], generator=g).to(device)
+        run, options = static, {}
+        if mode != "eager":
+            torch._dynamo.reset()
+            run = torch.compile(static, fullgraph=True, dynamic=False)
+            options = {} if mode == "compiled-fast" else {"layout_optimization": False}
+
+        def ours_step():
+            with torch.no_grad(), torch._inductor.config.patch(options):
+                return run(batch)  # the first call compiles (time_pair's warm-up)
+
+        return Prepared(ours_step, no_grad(lambda: tv(list(batch))), 0)
 
     return prepare
 
@@ -88,8 +115,6 @@ def stage(name: str):
     """One stage of the inference, roiops' module against torchvision's, on the same inputs."""
 
     def prepare(device: torch.device, dtype: torch.dtype):
-        from cases import Prepared
-
         tv, ours = models(device.type)
         s = stage_inputs(device.type)
         feats, sizes = s["features"], s["sizes"]

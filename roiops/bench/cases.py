@@ -1,7 +1,7 @@
-"""Benchmark cases at Mask R-CNN R50-FPN shapes, shared by the ratio table (compare.py) and the
-pytest-benchmark files. Each case builds a roiops callable and the torchvision callable it replaces,
-on the same inputs, plus the bytes a perfect kernel must move (for the achieved-bandwidth
-column)."""
+"""Benchmark cases at Mask R-CNN R50-FPN shapes, shared by `python -m roiops bench` and the
+pytest-benchmark file (benchmarks/). Each case builds a roiops callable and the torchvision callable
+it replaces, on the same inputs, plus the bytes a perfect kernel must move (for the
+achieved-bandwidth column)."""
 
 from __future__ import annotations
 
@@ -12,20 +12,15 @@ from dataclasses import dataclass
 
 import torch
 import torchvision
-from model_cases import STAGES, stage, whole_model
 
 import roiops
+
+from .model_cases import STAGES, stage, static_model, whole_model
+from .timing import Prepared
 
 # An 800x1333 image padded to 800x1344; P2 is 1/4 of it (REFERENCE.md sections 6-7).
 IMAGE_H, IMAGE_W = 800, 1344
 CHANNELS = 256
-
-
-@dataclass
-class Prepared:
-    ours: Callable[[], object]
-    theirs: Callable[[], object]
-    bytes_moved: int  # compulsory traffic of one call: inputs read once + outputs written once
 
 
 @dataclass
@@ -34,6 +29,7 @@ class Case:
     prepare: Callable[[torch.device, torch.dtype], Prepared]
     devices: tuple[str, ...] = ("cpu", "cuda")  # device types the case means something on
     dtypes: tuple[str, ...] | None = None  # the table dtypes it runs in (None: all)
+    extended: bool = False  # run only with `bench --all`: minutes each on a small CPU
 
 
 def proposals(num: int, batch: int, generator: torch.Generator) -> torch.Tensor:
@@ -327,6 +323,17 @@ CASES += [
         dtypes=("float32",),
     )
     for n in (1, 2)
+]
+CASES += [
+    Case(
+        f"StaticMaskRCNN {mode}, {n} image{'s' * (n > 1)} (800x1067)",
+        static_model(n, mode),
+        devices=("cpu",),  # on CUDA the compiled model wants CUDA graphs: scripts/gpu_check.sh
+        dtypes=("float32",),
+        extended=True,
+    )
+    for mode, counts in [("eager", (1, 2)), ("compiled", (1, 2)), ("compiled-fast", (2,))]
+    for n in counts
 ]
 CASES += [
     Case(f"Mask R-CNN stage: {name} (2 images)", stage(name), dtypes=("float32",))

@@ -1,0 +1,91 @@
+"""COCO box and mask AP of a detector on held-out images, with pycocotools (the demo extra)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import torch
+
+from .shapes import CLASSES
+
+
+def _rle(mask: np.ndarray) -> dict:
+    from pycocotools import mask as mask_utils
+
+    return mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+
+
+def _xywh(box: list[float]) -> list[float]:
+    return [box[0], box[1], box[2] - box[0], box[3] - box[1]]
+
+
+@torch.no_grad()
+def predict(model, images: list[torch.Tensor], batch_size: int = 16) -> list[dict]:
+    model.eval()
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        outputs += model(images[start : start + batch_size])
+    return outputs
+
+
+def coco_metrics(targets: list[dict], outputs: list[dict]) -> dict[str, float]:
+    """AP (IoU .50:.95), AP50 and AP75 of boxes and of masks (probabilities cut at 0.5), as
+    COCO's evaluation computes them; every image is one COCO image."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    size = targets[0]["masks"].shape[-2:] if targets else (0, 0)
+    truth = {
+        "images": [{"id": i, "height": size[0], "width": size[1]} for i in range(len(targets))],
+        "categories": [{"id": c, "name": name} for c, name in enumerate(CLASSES) if c],
+        "annotations": [],
+    }
+    boxes, segments = [], []
+    for i, (target, output) in enumerate(zip(targets, outputs)):
+        for box, label, mask in zip(
+            target["boxes"].tolist(), target["labels"].tolist(), target["masks"].numpy()
+        ):
+            truth["annotations"].append(
+                {
+                    "id": len(truth["annotations"]) + 1,
+                    "image_id": i,
+                    "category_id": label,
+                    "bbox": _xywh(box),
+                    "area": float(mask.sum()),
+                    "iscrowd": 0,
+                    "segmentation": _rle(mask),
+                }
+            )
+        masks = (output["masks"][:, 0] > 0.5).numpy()
+        for box, label, score, mask in zip(
+            output["boxes"].tolist(), output["labels"].tolist(), output["scores"].tolist(), masks
+        ):
+            common = {"image_id": i, "category_id": label, "score": score}
+            boxes.append({**common, "bbox": _xywh(box)})
+            segments.append({**common, "segmentation": _rle(mask)})
+    metrics = {}
+    quiet = io.StringIO()  # pycocotools prints its progress and table; the demo prints its own
+    with contextlib.redirect_stdout(quiet):
+        ground_truth = COCO()
+        ground_truth.dataset = truth
+        ground_truth.createIndex()
+        for kind, results in (("bbox", boxes), ("segm", segments)):
+            prefix = "box" if kind == "bbox" else "mask"
+            if not results:  # loadRes cannot take an empty list: nothing found scores zero
+                metrics.update({f"{prefix}_AP": 0.0, f"{prefix}_AP50": 0.0, f"{prefix}_AP75": 0.0})
+                continue
+            evaluation = COCOeval(ground_truth, ground_truth.loadRes(results), kind)
+            evaluation.evaluate()
+            evaluation.accumulate()
+            evaluation.summarize()
+            stats = evaluation.stats
+            metrics.update(
+                {
+                    f"{prefix}_AP": float(stats[0]),
+                    f"{prefix}_AP50": float(stats[1]),
+                    f"{prefix}_AP75": float(stats[2]),
+                }
+            )
+    return metrics

@@ -1,0 +1,160 @@
+"""`python -m roiops demo` and `python -m roiops bench`: their outputs on a short run, the synthetic
+dataset's targets, the interleaved timing, and bad arguments refused before any work. The
+full-length demo and the benchmark table are recorded measurements (README), not tests."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from roiops.__main__ import main
+from roiops.bench import timing
+from roiops.demo import shapes
+
+
+def test_shapes_targets_match_their_masks():
+    for seed in range(20):
+        image, target = shapes.sample(np.random.default_rng(seed))
+        assert image.shape == (3, shapes.IMAGE_SIZE, shapes.IMAGE_SIZE)
+        assert image.dtype == torch.float32 and 0 <= image.min() and image.max() <= 1
+        boxes, labels, masks = target["boxes"], target["labels"], target["masks"]
+        assert len(boxes) == len(labels) == len(masks)
+        assert set(labels.tolist()) <= {1, 2, 3}
+        for box, mask in zip(boxes.tolist(), masks):
+            ys, xs = torch.where(mask.bool())
+            # the tight box of the visible pixels, in pixel-edge coordinates
+            assert box == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        # later shapes occlude earlier ones: no pixel belongs to two instances
+        assert masks.sum(0).max() <= 1
+    again = shapes.sample(np.random.default_rng(3))
+    first = shapes.sample(np.random.default_rng(3))
+    assert torch.equal(again[0], first[0]) and torch.equal(again[1]["masks"], first[1]["masks"])
+
+
+def test_demo_writes_metrics_and_picture(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--steps", "3", "--seed", "1"]) == 0
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    for key in ("box_AP", "box_AP50", "box_AP75", "mask_AP", "mask_AP50", "mask_AP75"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    assert metrics["steps"] == 3 and metrics["seed"] == 1
+    assert np.isfinite(metrics["final_loss"])
+    picture = Image.open(tmp_path / "demo" / "detections.png")
+    assert picture.format == "PNG" and picture.width > 1000 and picture.height > 700
+    err = capsys.readouterr().err
+    assert "3/3" in err and "it/s" in err and "mask AP" in err
+
+
+def test_coco_metrics_of_the_ground_truth_are_perfect():
+    from roiops.demo.evaluate import coco_metrics
+
+    images, targets = shapes.batch(np.random.default_rng(0), 8)
+    outputs = [
+        {
+            "boxes": t["boxes"],
+            "labels": t["labels"],
+            "scores": torch.ones(len(t["labels"])),
+            "masks": t["masks"][:, None].float(),
+        }
+        for t in targets
+    ]
+    metrics = coco_metrics(targets, outputs)
+    assert all(value == pytest.approx(1.0) for value in metrics.values()), metrics
+    outputs[0] = {k: v[:0] for k, v in outputs[0].items()}  # an image with nothing found
+    assert coco_metrics(targets, outputs)["mask_AP50"] < 1.0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["demo", "--steps", "-1"], "argument --steps: must be >= 0, got -1"),
+        (["demo", "--steps", "ten"], "argument --steps: expected a whole number, got 'ten'"),
+        (["demo", "--seed", "-2"], "argument --seed: must be >= 0"),
+        (["bench", "--dtypes", "float64"], "--dtypes 'float64': expected some of float32"),
+        (["bench", "--min-run-time", "0"], "--min-run-time must be > 0 seconds"),
+        (["bench", "--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["demo", "bench"])
+def test_an_unwritable_out_is_refused(command, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit):
+        main([command, "--out", str(blocker / "results")])
+    assert f"--out {blocker / 'results'} is not a writable folder" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine with no GPU")
+def test_bench_on_cuda_without_a_gpu_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--device", "cuda"])
+    assert "--device cuda: this torch sees no GPU" in capsys.readouterr().err
+
+
+def test_bench_writes_report_results_and_chart(tmp_path):
+    out = tmp_path / "bench"
+    args = ["bench", "--filter", "decode", "--min-run-time", "0.05", "--out", str(out)]
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    (row,) = results["rows"]
+    assert row["case"].startswith("decode") and row["speedup"] > 0 and row["roiops_ms"] > 0
+    assert results["header"]["torchvision"] and results["header"]["date"]
+    report = (out / "report.md").read_text()
+    assert "decode 268569 anchors" in report and f"{row['speedup']:.2f}x" in report
+    assert Image.open(out / "speedup.png").format == "PNG"
+
+
+def test_time_pair_interleaves_the_two_sides():
+    calls = []
+    prepared = timing.Prepared(lambda: calls.append("ours"), lambda: calls.append("theirs"), 0)
+    ours, theirs = timing.time_pair(prepared, min_run_time=0.01, rounds=3)
+    assert ours > 0 and theirs > 0
+    # one call of each side, then 3 rounds of a run of ours followed by a run of theirs
+    runs = [side for k, side in enumerate(calls) if k == 0 or calls[k - 1] != side]
+    assert runs == ["ours", "theirs"] * 4
+
+
+def test_bench_selects_the_extended_cases_only_with_all(tmp_path):
+    import argparse
+
+    from roiops.bench import Options, select
+    from roiops.bench.cases import CASES
+
+    def chosen(everything: bool, dtypes: str = "float32,float16") -> list[tuple[str, str]]:
+        args = argparse.Namespace(
+            device="cpu",
+            dtypes=dtypes,
+            out=str(tmp_path),
+            filter="",
+            all=everything,
+            min_run_time=None,
+        )
+        return [(case.name, dtype) for case, dtype in select(CASES, Options.from_args(args))]
+
+    default, everything = chosen(False), chosen(True)
+    assert set(default) < set(everything)
+    assert not any("StaticMaskRCNN" in name for name, _ in default)
+    assert ("StaticMaskRCNN compiled, 2 images (800x1067)", "float32") in everything
+    assert ("Mask R-CNN stage: paste masks (2 images)", "float32") in default
+    # whole-model cases run in float32 only; op cases in every asked dtype, float32 first
+    assert ("Mask R-CNN inference, 1 image (800x1067)", "float16") not in default
+    assert default[0] == ("roi_align fwd, box head (1000 RoIs, 7x7, P2)", "float32")
+    assert ("roi_align fwd, box head (1000 RoIs, 7x7, P2)", "float16") in default
+
+
+def test_demo_without_its_extra_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pycocotools", None)  # as if not installed
+    with pytest.raises(SystemExit, match=r"the demo needs pycocotools: pip install pycocotools"):
+        main(["demo", "--out", str(tmp_path), "--steps", "1"])
+    assert not (tmp_path / "metrics.json").exists()
