@@ -18,13 +18,6 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be >= 1, got 0")
-    return value
-
-
 def writable_directory(path: str) -> Path:
     """The --out check, before any work: make the folder and write a file in it."""
     out = Path(path)
