@@ -265,7 +265,8 @@ def decode_case(device: torch.device, dtype: torch.dtype) -> Prepared:
 
     g = torch.Generator().manual_seed(4)
     n = 268569
-    anchors = proposals(n, 1, g)[:, 1:].to(device, dtype)
+    # contiguous, as the RPN's concatenated anchors are (a strided view would time a copy)
+    anchors = proposals(n, 1, g)[:, 1:].contiguous().to(device, dtype)
     codes = (torch.randn(n, 4, generator=g) * 0.5).to(device, dtype)
     tv_coder, our_coder = BoxCoder((1.0, 1.0, 1.0, 1.0)), roiops.BoxCoder((1.0, 1.0, 1.0, 1.0))
     return Prepared(
