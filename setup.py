@@ -15,6 +15,7 @@ Installing: `pip install .` builds against the torch ALREADY installed in the ta
 """
 
 import glob
+import importlib.util
 import os
 import re
 import shutil
@@ -103,6 +104,45 @@ def _build_cuda(torch, cuda_home):
     return True, f"torch CUDA {torch.version.cuda}, toolkit {cuda_home}"
 
 
+def _libstdcxx_check():
+    """roiops/_libstdcxx_check.py, loaded by path: importing the package would need its _C."""
+    path = os.path.join(ROOT, "roiops", "_libstdcxx_check.py")
+    spec = importlib.util.spec_from_file_location("_roiops_libstdcxx_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _build_ext_class(base):
+    """torch's BuildExtension, linking libstdc++ as a shared library and checking that it did.
+
+    A copy of libstdc++'s compiled code inside _C crashes the process the first time an error
+    message formats a number (see roiops/_libstdcxx_check.py). -static-libstdc++ can reach the link
+    from the interpreter's LDSHARED or from LDFLAGS; it is dropped here, and whatever else put
+    libstdc++ code into _C fails the build with the symbols and where to look, not the first user.
+    """
+
+    class BuildExtension(base):
+        def build_extensions(self):
+            for attr in ("linker_so", "linker_so_cxx"):
+                command = getattr(self.compiler, attr, None)
+                if isinstance(command, list) and "-static-libstdc++" in command:
+                    print(f"roiops: dropping -static-libstdc++ from the link ({attr})")
+                    setattr(self.compiler, attr, [a for a in command if a != "-static-libstdc++"])
+            super().build_extensions()
+
+        def build_extension(self, ext):
+            super().build_extension(ext)
+            check = _libstdcxx_check()
+            library = self.get_ext_fullpath(ext.name)
+            foreign = check.foreign_libstdcxx_code(library)
+            if foreign:
+                sys.exit("roiops: the build is unsafe: " + check.explain(library, foreign))
+            print(f"roiops: {os.path.basename(library)} carries no libstdc++ code of its own")
+
+    return BuildExtension
+
+
 def _extensions():
     torch = _import_torch()
     cuda_home = _find_cuda_home()
@@ -159,7 +199,7 @@ def _extensions():
         extra_compile_args=extra,
         extra_link_args=["-fopenmp"],
     )
-    return [ext], {"build_ext": cpp_extension.BuildExtension}
+    return [ext], {"build_ext": _build_ext_class(cpp_extension.BuildExtension)}
 
 
 def _version():
