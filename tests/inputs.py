@@ -112,14 +112,24 @@ def clustered_boxes(n, generator, dtype=torch.float32):
     return (centres[pick] + jitter).to(dtype)
 
 
-def boxes_and_codes(n, k, dtype, seed=0):
+def on_cpu(value):
+    """A tensor, or a list / dict of them, on the CPU: where the references of roiops' RoIAlign
+    contract are computed for every device (torchvision's CPU bits)."""
+    if isinstance(value, dict):
+        return {k: v.cpu() for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [v.cpu() for v in value]
+    return value.cpu()
+
+
+def boxes_and_codes(n, k, dtype, seed=0, device="cpu"):
     g = torch.Generator().manual_seed(seed)
     xy = torch.rand(n, 2, generator=g, dtype=torch.float64) * 1000
     wh = torch.rand(n, 2, generator=g, dtype=torch.float64) * 300 + 0.5
     boxes = torch.cat([xy, xy + wh], 1).to(dtype)
     codes = (torch.randn(n, 4 * k, generator=g, dtype=torch.float64) * 2).to(dtype)
     codes[::97, 2] = 20.0  # beyond bbox_xform_clip
-    return boxes, codes
+    return boxes.to(device), codes.to(device)
 
 
 def mask_rcnn_anchor_inputs(dtype=torch.float32, device="cpu", image=(800, 1344), images=2):

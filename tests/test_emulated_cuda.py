@@ -4,8 +4,10 @@ Every launcher and kernel of csrc/cuda/ runs here from its own source on every m
 its results must equal torchvision's and the CPU backend's on the same inputs, exactly where the
 arithmetic is the same (RoIAlign forward, assign_levels, NMS, box_iou, anchors), within a few ulps
 where the kernel's math library or atomic summation order differs (exp/log of the box coder, the
-backward scatter). The cases aim at the kernels' own branches: channels-last thread mapping, channel
-chunks, the shared-memory tap table and its fallback, invalid RoIs, NMS tiles and segment striding.
+backward scatter). The emulated grid has at most 3 blocks (emulation.h), so every element-wise
+kernel runs its grid-stride loop here as a GPU does only past 2^28 elements. The cases aim at the
+kernels' own branches: channels-last thread mapping, channel chunks, the shared-memory tap table
+and its fallback, invalid RoIs, NMS tiles and segment striding.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from inputs import (
     roi_align_case,
 )
 from torch.testing import assert_close
+from torchvision.ops.boxes import clip_boxes_to_image
 
 import roiops
 
@@ -204,12 +207,12 @@ def test_roi_align_empty(gpu):
 # --- multi-level ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 def test_assign_levels_equals_cpu(gpu, dtype):
-    _, rois, _ = pyramid_inputs(dtype)
+    _, rois, _ = pyramid_inputs(torch.float32)
     edges = [[0, 10.0, 20.0, 10.0 + s, 20.0 + s] for k in range(-4, 4) for s in [224 * 2.0**k]]
     edges += [[0, 5, 5, 5, 5], [0, 0, 0, 1e7, 1e7], [0, 4, 4, 2, 9], [0, float("nan"), 0, 1, 1]]
-    rois = torch.cat([rois, torch.tensor(edges, dtype=dtype)])
+    rois = torch.cat([rois, torch.tensor(edges)]).to(dtype)
     for boxes in [rois, rois[:, 1:]]:
         out = gpu.assign_levels(boxes, 2, 5, 224.0, 4.0, 1e-6)
         assert torch.equal(out, CPU.assign_levels(boxes, 2, 5, 224.0, 4.0, 1e-6))
@@ -335,21 +338,60 @@ def test_composite_nms_ops_reach_the_emulated_kernel(gpu):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("k", [1, 3])
-def test_box_coder_equals_torchvision(gpu, dtype, k):
-    """Exact up to exp/log: glibc's here, ATen's vectorised ones on the CPU -- a 1-ulp difference
-    in a box height shows in x1 = ctr - h / 2 as an absolute error of that ulp (6e-5 at 1000 px)."""
+def test_box_coder_equals_torchvision_on_cuda(gpu, dtype, k):
+    """The contract on CUDA is torchvision's CUDA bits, whose `codes / w` is ATen's CUDA division
+    by a scalar: a multiplication by 1 / w. Here that is spelled with torchvision's own decode on
+    the CPU: weights 1 and the codes multiplied by the reciprocals first. Exact up to exp/log
+    (glibc's here, ATen's vectorised ones on the CPU): a 1-ulp difference in a box height shows in
+    x1 = ctr - h / 2 as an absolute error of that ulp (6e-5 at 1000 px); a true division instead of
+    the reciprocal is up to 4 ulps off (2.4e-4), beyond the tolerance."""
     tol = dict(rtol=1e-6, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-13, atol=1e-10)
     boxes, codes = boxes_and_codes(300, k, dtype)
     weights, clip = [10.0, 10.0, 5.0, 5.0], math.log(1000.0 / 16)
-    coder = torchvision.models.detection._utils.BoxCoder(tuple(weights), clip)
-    ref = coder.decode_single(codes, boxes)  # [N, 4k]
+    reciprocals = torch.tensor(1.0, dtype=dtype) / torch.tensor(weights, dtype=dtype)
+    on_cuda = torchvision.models.detection._utils.BoxCoder((1.0,) * 4, clip)
+    ref = on_cuda.decode_single(codes * reciprocals.repeat(k), boxes)  # [N, 4k]
     assert_close(gpu.decode_boxes(codes, boxes, weights, clip), ref, **tol)
     decoded, keep = gpu.decode_clip_boxes(codes, boxes, weights, clip, 480, 640, 1e-3)
-    ref_decoded, ref_keep = CPU.decode_clip_boxes(codes, boxes, weights, clip, 480, 640, 1e-3)
+    ref_decoded = clip_boxes_to_image(ref.view(-1, 4), (480, 640)).view_as(ref)
+    sides = ref_decoded.view(-1, k, 4)
+    ref_keep = ((sides[..., 2] - sides[..., 0]) >= 1e-3) & ((sides[..., 3] - sides[..., 1]) >= 1e-3)
     assert_close(decoded, ref_decoded, **tol)
     assert torch.equal(keep, ref_keep)
+    coder = torchvision.models.detection._utils.BoxCoder(tuple(weights), clip)
     gt = ref[:, :4]
     assert_close(gpu.encode_boxes(gt, boxes, weights), coder.encode_single(gt, boxes), **tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_box_coding_on_cuda(gpu, dtype):
+    """Every step rounded to the dtype, as torchvision's ops on CUDA round: the codes times the
+    float32 reciprocals of the weights, rounded; the rest as in the CPU kernel (exp: glibc's here,
+    ATen's on the CPU -- after rounding to half precision they agree but at rare ties). Encoding
+    with half precision anchors beside float32 boxes: the anchors' widths and centres in their
+    dtype, as torchvision's RPN under autocast."""
+    boxes, codes = boxes_and_codes(300, 2, torch.float32)
+    boxes, codes = boxes.to(dtype), codes.to(dtype)
+    weights, clip = [10.0, 10.0, 5.0, 5.0], math.log(1000.0 / 16)
+    reciprocals = 1.0 / torch.tensor(weights)  # float32, as ATen's CUDA division by a scalar
+    scaled = (codes.float() * reciprocals.repeat(2)).to(dtype)
+    ref = torchvision.models.detection._utils.BoxCoder((1.0,) * 4, clip).decode_single(
+        scaled, boxes
+    )
+    out = gpu.decode_boxes(codes, boxes, weights, clip)
+    assert out.dtype == dtype
+    assert_close(out, ref, rtol=torch.finfo(dtype).eps, atol=0)
+    gt = boxes.float() + 3.0
+    coder = torchvision.models.detection._utils.BoxCoder(tuple(weights), clip)
+    assert_close(gpu.encode_boxes(gt, boxes, weights), coder.encode_single(gt, boxes))
+
+
+@pytest.mark.parametrize("box_dtype", [torch.float16, torch.bfloat16])
+def test_paste_masks_half_precision_boxes_equal_cpu(gpu, box_dtype):
+    masks, boxes = pasted_masks_case(30, (37, 45), seed=4)
+    boxes = boxes.to(box_dtype)
+    out = gpu.paste_masks_in_image(masks, boxes, 37, 45, 1)
+    assert torch.equal(out, CPU.paste_masks_in_image(masks, boxes, 37, 45, 1))
 
 
 @pytest.mark.parametrize(

@@ -122,6 +122,102 @@ def test_training_losses_and_gradients_equal_torchvision():
         assert torch.equal(our_grads[name], tv_grads[name]), name
 
 
+# --- torch.autocast and CUDA ----------------------------------------------------------------------
+# On the CPU under autocast (bfloat16) the two models agree bit for bit: the convolutions are the
+# same layers, roiops' ops compute what torchvision's do (RoIAlign in float32, box coding rounded
+# step by step in bfloat16, levels from float32 areas). On CUDA, torchvision's RoIAlign kernel
+# rounds FMAs that roiops' does not (roiops keeps torchvision's CPU bits there), so the detections
+# agree within tolerances: the same counts, and each detection found in torchvision's output with
+# its label and its box within `box_atol` px -- but for near-ties in half precision scores, which
+# may swap which of two detections makes the top-k cut (at most one in ten here).
+
+CUDA_ONLY = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+# Boxes within ~3e-3 px in float32 (2026-11-30 H200: 3.2e-3 at 800x1067); in half precision two
+# ulps of the largest coordinate of these 448-px images.
+BOX_ATOL = {torch.float32: 5e-3, torch.float16: 0.5, torch.bfloat16: 4.0}
+
+
+def assert_detections_close(ours, ref, box_atol, matched=0.9):
+    for o, r in zip(ours, ref, strict=True):
+        assert len(o["boxes"]) == len(r["boxes"]) > 0
+        same_label = o["labels"][:, None] == r["labels"][None, :]
+        gap = (o["boxes"][:, None, :].float() - r["boxes"][None, :, :].float()).abs().amax(-1)
+        found = ((gap <= box_atol) & same_label).any(1)
+        assert found.float().mean() >= matched, f"{int(found.sum())} of {len(found)} found"
+
+
+@torch.no_grad()
+def test_eval_under_cpu_autocast_is_torchvisions(mask_pair):
+    tv, ours = mask_pair
+    images, _ = detection_batch(seed=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, ref = ours(images), tv(images)
+    assert got[0]["boxes"].dtype == ref[0]["boxes"].dtype == torch.bfloat16
+    for o, r in zip(got, ref, strict=True):
+        assert len(o["boxes"]) == len(r["boxes"]) > 0
+        for key in ["boxes", "labels", "scores"]:
+            assert torch.equal(o[key], r[key]), key
+        assert_close(o["masks"].float(), r["masks"].float(), rtol=0, atol=1e-2)
+
+
+def training_step(model, images, targets, device, autocast_dtype=None):
+    """Losses and parameter gradients of one step, with the samplers' random numbers seeded."""
+    model.to(device).train()
+    images = [i.to(device) for i in images]
+    targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+    torch.manual_seed(7)
+    with torch.autocast(device, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        losses = model(images, targets)
+    sum(losses.values()).backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    return losses, grads
+
+
+def test_training_under_cpu_autocast_is_torchvisions():
+    """Same losses, bit for bit: torchvision's RPN encodes its regression targets against bfloat16
+    anchors (widths and centres in bfloat16, the rest in float32), and so does roiops."""
+    tv, ours = build_pair("mask")
+    images, targets = detection_batch(seed=4, with_targets=True)
+    (tv_losses, tv_grads), (our_losses, our_grads) = (
+        training_step(m, images, targets, "cpu", torch.bfloat16) for m in (tv, ours)
+    )
+    assert list(our_losses) == list(tv_losses)
+    for key in tv_losses:
+        assert torch.equal(our_losses[key], tv_losses[key]), key
+    for name in tv_grads:
+        assert_close(our_grads[name], tv_grads[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+@CUDA_ONLY
+@torch.no_grad()
+@pytest.mark.parametrize("autocast_dtype", [None, torch.float16, torch.bfloat16])
+def test_eval_on_cuda_is_torchvisions(mask_pair, autocast_dtype):
+    tv, ours = (m.to("cuda") for m in mask_pair)
+    images = [i.cuda() for i in detection_batch(seed=2)[0]]
+    try:
+        with torch.autocast("cuda", dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            got, ref = ours(images), tv(images)
+    finally:
+        tv.cpu(), ours.cpu()
+    assert_detections_close(got, ref, BOX_ATOL[autocast_dtype or torch.float32])
+
+
+@CUDA_ONLY
+@pytest.mark.parametrize("autocast_dtype", [None, torch.bfloat16])
+def test_training_step_on_cuda_is_torchvisions(autocast_dtype):
+    """Losses within 5.1e-6 of torchvision's in float32 on the H200 (2026-11-30)."""
+    tv, ours = build_pair("mask")
+    images, targets = detection_batch(seed=4, with_targets=True)
+    (tv_losses, tv_grads), (our_losses, our_grads) = (
+        training_step(m, images, targets, "cuda", autocast_dtype) for m in (tv, ours)
+    )
+    tol = 1e-4 if autocast_dtype is None else 2e-2
+    for key in tv_losses:
+        assert torch.isfinite(our_losses[key]), key
+        assert_close(our_losses[key], tv_losses[key], rtol=tol, atol=tol, msg=key)
+    assert all(torch.isfinite(g).all() for g in our_grads.values())
+
+
 def test_a_few_sgd_steps_lower_the_loss():
     torch.manual_seed(0)
     model = roiops.models.maskrcnn_resnet50_fpn(

@@ -28,6 +28,21 @@ def test_paste_matches_torchvision(device, padding, image):
     assert_close(ours.cpu(), ref, rtol=0, atol=PASTE_ATOL)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_masks_and_boxes_land_where_torchvisions_do(device, dtype):
+    """A model's detections under autocast: torchvision grows the boxes in their own dtype, every
+    step rounded, and so does roiops. Grown in float32 instead, 146 of these 200 bfloat16 windows
+    land a pixel off (differences up to 0.96). The resized values agree within two ulps of the
+    dtype (both resize in float32 and round once)."""
+    image = (120, 160)
+    masks, boxes = pasted_masks_case(200, image, seed=3)
+    masks, boxes = masks.to(dtype), boxes.to(dtype)
+    ours = roiops.paste_masks_in_image(masks.to(device), boxes.to(device), image).cpu()
+    ref = tv_paste(masks, boxes, image)
+    assert ours.dtype == ref.dtype == dtype
+    assert_close(ours.float(), ref.float(), rtol=0, atol=2 * torch.finfo(dtype).eps)
+
+
 def test_paste_boxes_on_the_image_edges(device):
     """Boxes that start exactly at 0, end exactly at the last pixel, hang over every side, are a
     single pixel, under a pixel, or inverted."""

@@ -42,34 +42,30 @@ def test_forward_cpu_bit_identical_to_torchvision(dtype, aligned, sampling_ratio
 @pytest.mark.parametrize("aligned", [False, True])
 @pytest.mark.parametrize("sampling_ratio", [-1, 2])
 @pytest.mark.parametrize("scale", [1.0, 1 / 4])
-def test_forward_cuda_matches_torchvision_and_cpu(dtype, aligned, sampling_ratio, scale):
+def test_forward_cuda_is_torchvisions_cpu_result(dtype, aligned, sampling_ratio, scale):
+    """The CUDA contract: torchvision's CPU bits (FMA-free geometry). torchvision's own CUDA kernel
+    contracts products into FMAs and differs from its CPU result: by up to 1.3e-5 in float32 on the
+    H200 (2026-11-30), well within the tolerance stated here."""
     x, rois = roi_align_case("cuda", dtype, scale, seed=7)
     ours = roiops.roi_align(x, rois, (7, 7), scale, sampling_ratio, aligned)
-    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
-    assert_close(ours, tv_roi_align(x, rois, (7, 7), scale, sampling_ratio, aligned), **tol)
-    assert_close(
-        ours.cpu(),
-        roiops.roi_align(x.cpu(), rois.cpu(), (7, 7), scale, sampling_ratio, aligned),
-        **tol,
-    )
+    args = ((7, 7), scale, sampling_ratio, aligned)
+    assert torch.equal(ours.cpu(), tv_roi_align(x.cpu(), rois.cpu(), *args))
+    tol = dict(rtol=1e-5, atol=5e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    assert_close(ours, tv_roi_align(x, rois, *args), **tol)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("rois_dtype", ["same", "float32"])
 def test_reduced_precision_accumulates_in_float32(device, dtype, rois_dtype):
-    # Half inputs are upcast exactly, so the float32 reference on the upcast inputs, rounded once,
-    # is
-    # what a float32 accumulation must give: bit-identical on the CPU, within rounding on CUDA.
+    # Half inputs are upcast exactly, so torchvision's float32 CPU result on the upcast inputs,
+    # rounded once, is what a float32 accumulation must give, bit for bit on every device.
     x, rois = roi_align_case(device, dtype, 1 / 4, seed=3)
     if rois_dtype == "float32":
         rois = rois.float()
     ours = roiops.roi_align(x, rois, (7, 7), 1 / 4, 2, False)
     assert ours.dtype == dtype
     ref = tv_roi_align(x.float().cpu(), rois.float().cpu(), (7, 7), 1 / 4, 2, False).to(dtype)
-    if device.type == "cpu":
-        assert torch.equal(ours, ref)
-    else:
-        assert_close(ours.cpu(), ref, rtol=1e-2, atol=1e-3)
+    assert torch.equal(ours.cpu(), ref)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
@@ -93,8 +89,7 @@ def test_list_of_boxes_equals_rois_tensor(device):
     as_list = roiops.roi_align(x, boxes, 5, 1.0, 2)
     rois_sorted = rois_from_boxes(boxes)
     assert torch.equal(as_list, roiops.roi_align(x, rois_sorted, 5, 1.0, 2))
-    if device.type == "cpu":
-        assert torch.equal(as_list, tv_roi_align(x, boxes, 5, 1.0, 2))
+    assert torch.equal(as_list.cpu(), tv_roi_align(x.cpu(), [b.cpu() for b in boxes], 5, 1.0, 2))
 
 
 @pytest.mark.parametrize("layout", ["channels_last", "sliced"])

@@ -107,20 +107,33 @@ ROIOPS_HOST_DEVICE ROIOPS_INLINE R pair_iou(const IouBox<T, W>& a, const IouBox<
 // --- Box coding (Faster R-CNN parametrisation; torchvision BoxCoder) ---
 // Decoding is split around the exponential: the CPU takes exp from ATen (so that its results are
 // the very bits torch.exp gives torchvision), the GPU calls expf/exp in between.
+// T is the boxes' dtype. For float16 / bfloat16 (a model under autocast) every operation rounds to
+// T, as torchvision's tensor ops on such boxes do: c10::Half's operators compute in float and
+// round, mul_exact rounds the exact product, and the Python numbers (the weights) enter in float.
 
 template <typename T>
 struct DecodeDeltas {
   T dx, dy, dw, dh;  // dw, dh clamped to bbox_xform_clip, before exp
 };
 
-template <typename T>
-ROIOPS_HOST_DEVICE ROIOPS_INLINE DecodeDeltas<T> decode_deltas(const T* code, const T* weights,
+// How torchvision's `rel_codes / w` rounds, w being a Python float: ATen's CPU kernel divides, its
+// CUDA kernel multiplies by the reciprocal 1 / w (rounded to T on the host:
+// BinaryDivTrueKernel.cu). The two differ by up to an ulp of dw, which exp(dw) * width stretches to
+// several ulps of the box; each backend keeps the bits of torchvision on the same device.
+enum class WeightDivision { kDivide, kMultiplyByReciprocal };
+
+// `weights` holds (wx, wy, ww, wh) for kDivide, their reciprocals for kMultiplyByReciprocal, in
+// W: T, or float for half precision T (ATen's opmath type, in which torch computes `tensor / w`).
+template <WeightDivision kDivision, typename T, typename W>
+ROIOPS_HOST_DEVICE ROIOPS_INLINE DecodeDeltas<T> decode_deltas(const T* code, const W* weights,
                                                                T clip) {
-  DecodeDeltas<T> d;
-  d.dx = code[0] / weights[0];
-  d.dy = code[1] / weights[1];
-  d.dw = code[2] / weights[2];
-  d.dh = code[3] / weights[3];
+  T v[4];
+  for (int c = 0; c < 4; ++c) {
+    const W scaled = kDivision == WeightDivision::kDivide ? W(code[c]) / weights[c]
+                                                          : mul_exact(W(code[c]), weights[c]);
+    v[c] = static_cast<T>(scaled);
+  }
+  DecodeDeltas<T> d{v[0], v[1], v[2], v[3]};
   d.dw = nan_min(d.dw, clip);  // torch.clamp(max=clip): NaN stays NaN
   d.dh = nan_min(d.dh, clip);
   return d;
@@ -165,13 +178,17 @@ struct EncodeParts {
   T dx, dy, width_ratio, height_ratio;
 };
 
-template <typename T>
-ROIOPS_HOST_DEVICE ROIOPS_INLINE EncodeParts<T> encode_parts(const T* gt, const T* proposal,
+// Proposals of dtype P may be half precision with float32 gt (T): an RPN's anchors under autocast.
+// torchvision then computes the proposals' widths and centres in P, and the rest in T.
+template <typename T, typename P = T>
+ROIOPS_HOST_DEVICE ROIOPS_INLINE EncodeParts<T> encode_parts(const T* gt, const P* proposal,
                                                              const T* weights) {
-  const T ex_w = proposal[2] - proposal[0];
-  const T ex_h = proposal[3] - proposal[1];
-  const T ex_ctr_x = proposal[0] + mul_exact(T(0.5), ex_w);
-  const T ex_ctr_y = proposal[1] + mul_exact(T(0.5), ex_h);
+  const P ex_w_p = proposal[2] - proposal[0];
+  const P ex_h_p = proposal[3] - proposal[1];
+  const T ex_w = static_cast<T>(ex_w_p);
+  const T ex_h = static_cast<T>(ex_h_p);
+  const T ex_ctr_x = static_cast<T>(proposal[0] + mul_exact(P(0.5), ex_w_p));
+  const T ex_ctr_y = static_cast<T>(proposal[1] + mul_exact(P(0.5), ex_h_p));
   const T gt_w = gt[2] - gt[0];
   const T gt_h = gt[3] - gt[1];
   const T gt_ctr_x = gt[0] + mul_exact(T(0.5), gt_w);

@@ -8,6 +8,9 @@
 // kernels to PTX and checks that no contracted FMA and no fusable product is left.
 #pragma once
 
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
 #include <cstdint>
 
 #include "macros.h"
@@ -28,6 +31,16 @@ ROIOPS_HOST_DEVICE ROIOPS_INLINE double mul_exact(double a, double b) {
 #else
   return a * b;
 #endif
+}
+
+// Half precision: the product of two halves (or bfloat16s) is exact in float, so one rounding gives
+// the correctly rounded product -- what torch's multiply of two such tensors stores.
+ROIOPS_HOST_DEVICE ROIOPS_INLINE c10::Half mul_exact(c10::Half a, c10::Half b) {
+  return c10::Half(mul_exact(static_cast<float>(a), static_cast<float>(b)));
+}
+
+ROIOPS_HOST_DEVICE ROIOPS_INLINE c10::BFloat16 mul_exact(c10::BFloat16 a, c10::BFloat16 b) {
+  return c10::BFloat16(mul_exact(static_cast<float>(a), static_cast<float>(b)));
 }
 
 // Integer products are exact anyway; these let integer-typed formulas share the float templates.

@@ -34,19 +34,21 @@ ROIOPS_HOST_DEVICE ROIOPS_INLINE int64_t truncate(B v) {
 }
 
 // torchvision's expand_boxes and paste_mask_in_image geometry, operation by operation in the boxes'
-// dtype B. `box` (x1, y1, x2, y2) is in image pixels; scale is (M + 2 * padding) / M in B.
-template <typename B>
-ROIOPS_HOST_DEVICE ROIOPS_INLINE PasteWindow paste_window(const B* box, B scale, int64_t image_h,
+// dtype B (half precision ones, a model's detections under autocast, rounded at every step as
+// torch's ops round them). `box` (x1, y1, x2, y2) is in image pixels; scale is (M + 2 * padding) /
+// M, a Python float to torchvision: it enters in W, the type torch computes `tensor * scale` in.
+template <typename B, typename W>
+ROIOPS_HOST_DEVICE ROIOPS_INLINE PasteWindow paste_window(const B* box, W scale, int64_t image_h,
                                                           int64_t image_w) {
-  const B half_w = mul_exact(mul_exact(box[2] - box[0], B(0.5)), scale);
-  const B half_h = mul_exact(mul_exact(box[3] - box[1], B(0.5)), scale);
+  const B half_w = static_cast<B>(mul_exact(W(mul_exact(box[2] - box[0], B(0.5))), scale));
+  const B half_h = static_cast<B>(mul_exact(W(mul_exact(box[3] - box[1], B(0.5))), scale));
   const B centre_x = mul_exact(box[2] + box[0], B(0.5));
   const B centre_y = mul_exact(box[3] + box[1], B(0.5));
   PasteWindow w;
-  w.box_x1 = truncate(centre_x - half_w);
-  w.box_y1 = truncate(centre_y - half_h);
-  const int64_t box_x2 = truncate(centre_x + half_w);
-  const int64_t box_y2 = truncate(centre_y + half_h);
+  w.box_x1 = truncate(W(centre_x - half_w));
+  w.box_y1 = truncate(W(centre_y - half_h));
+  const int64_t box_x2 = truncate(W(centre_x + half_w));
+  const int64_t box_y2 = truncate(W(centre_y + half_h));
   const int64_t width = box_x2 - w.box_x1 + 1, height = box_y2 - w.box_y1 + 1;
   w.width = width > 1 ? width : 1;
   w.height = height > 1 ? height : 1;

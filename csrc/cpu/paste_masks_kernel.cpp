@@ -12,6 +12,7 @@
 
 #include "../common/paste_math.h"
 #include "../ops/bind_kernel.h"
+#include "../ops/half_dispatch.h"
 #include "../ops/paste_masks.h"
 
 namespace roiops {
@@ -33,7 +34,8 @@ void paste_impl(const PasteMasksArgs& a, at::Tensor& out) {
     std::vector<A> rows;  // the x pass of the padded rows the window reads, window-wide
     for (int64_t n = begin; n < end; ++n) {
       T* image = canvas + n * image_h * image_w;
-      const PasteWindow w = paste_window(boxes + 4 * n, static_cast<B>(a.scale), image_h, image_w);
+      const PasteWindow w =
+          paste_window(boxes + 4 * n, static_cast<at::opmath_type<B>>(a.scale), image_h, image_w);
       if (w.x1 <= w.x0 || w.y1 <= w.y0) {
         std::fill(image, image + image_h * image_w, T(0));
         continue;
@@ -75,15 +77,16 @@ void paste_impl(const PasteMasksArgs& a, at::Tensor& out) {
 }
 
 void paste_masks_cpu(const PasteMasksArgs& a, at::Tensor& out) {
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.masks.scalar_type(),
-                                  "paste_masks_cpu", [&] {
-                                    using T = scalar_t;
-                                    if (a.boxes.scalar_type() == at::kDouble) {
-                                      paste_impl<T, double>(a, out);
-                                    } else {
-                                      paste_impl<T, float>(a, out);
-                                    }
-                                  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, a.masks.scalar_type(), "paste_masks_cpu", [&] {
+        using T = scalar_t;
+        if (a.boxes.scalar_type() == at::kDouble) {
+          paste_impl<T, double>(a, out);
+          return;
+        }
+        with_half_or<float>(a.boxes.scalar_type(),
+                            [&](auto box) { paste_impl<T, decltype(box)>(a, out); });
+      });
 }
 
 }  // namespace

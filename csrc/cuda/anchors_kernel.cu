@@ -1,4 +1,4 @@
-// Anchor grids of all FPN levels (and all images) in one launch: one thread per output anchor.
+// Anchor grids of all FPN levels (and all images) in one launch: a thread per output anchor.
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -16,10 +16,10 @@ template <typename scalar_t>
 __global__ void grid_anchors_kernel(const anchor_math::AnchorLevels levels,
                                     const scalar_t* __restrict__ cells, int64_t rows,
                                     int64_t num_images, scalar_t* __restrict__ out) {
-  const int64_t at = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (at >= rows * num_images) return;
-  anchor_math::grid_anchor<scalar_t, at::opmath_type<scalar_t>>(levels, cells, at % rows,
-                                                                out + 4 * at);
+  for (const int64_t at : cuda::grid_stride(rows * num_images)) {
+    anchor_math::grid_anchor<scalar_t, at::opmath_type<scalar_t>>(levels, cells, at % rows,
+                                                                  out + 4 * at);
+  }
 }
 
 void grid_anchors_cuda(const GridAnchorsArgs& a, at::Tensor& out) {

@@ -1,4 +1,4 @@
-// FPN level of every box, on CUDA: one thread per box, no host sync.
+// FPN level of every box, on CUDA: a thread per box, no host sync.
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -17,11 +17,11 @@ __global__ void assign_levels_kernel(const scalar_t* __restrict__ boxes, int64_t
                                      scalar_t canonical_scale, scalar_t canonical_level,
                                      scalar_t eps, int64_t k_min, int64_t k_max,
                                      int64_t* __restrict__ levels) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= num) return;
-  const scalar_t* box = boxes + i * cols + (cols - 4);
-  levels[i] = level_math::fpn_level<scalar_t>(box[0], box[1], box[2], box[3], canonical_scale,
-                                              canonical_level, eps, k_min, k_max);
+  for (const int64_t i : cuda::grid_stride(num)) {
+    const scalar_t* box = boxes + i * cols + (cols - 4);
+    levels[i] = level_math::fpn_level<scalar_t>(box[0], box[1], box[2], box[3], canonical_scale,
+                                                canonical_level, eps, k_min, k_max);
+  }
 }
 
 void assign_levels_cuda(const AssignLevelsArgs& a, at::Tensor& levels) {

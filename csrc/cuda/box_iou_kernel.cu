@@ -1,4 +1,4 @@
-// Pairwise IoU on CUDA: one thread per (batch, i, j) pair, row-major output.
+// Pairwise IoU on CUDA: a thread per (batch, i, j) pair (grid-stride), row-major output.
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch_v2.h>
@@ -18,11 +18,11 @@ __global__ void box_iou_kernel(const T* __restrict__ a, const T* __restrict__ b,
                                typename IouTypes<T>::R* __restrict__ out) {
   using W = typename IouTypes<T>::W;
   using R = typename IouTypes<T>::R;
-  const int64_t at = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (at >= batches * n * m) return;
-  const int64_t row = at / m, batch = row / n, j = at % m;
-  out[at] = box_math::pair_iou<T, W, R>(box_math::iou_box<T, W>(a + 4 * row, fmt),
-                                        box_math::iou_box<T, W>(b + 4 * (batch * m + j), fmt));
+  for (const int64_t at : cuda::grid_stride(batches * n * m)) {
+    const int64_t row = at / m, batch = row / n, j = at % m;
+    out[at] = box_math::pair_iou<T, W, R>(box_math::iou_box<T, W>(a + 4 * row, fmt),
+                                          box_math::iou_box<T, W>(b + 4 * (batch * m + j), fmt));
+  }
 }
 
 void box_iou_cuda(const BoxIouArgs& a, at::Tensor& iou) {

@@ -30,12 +30,42 @@ __host__ __device__ __forceinline__ T ceil_div(T a, T b) {
   return (a + b - 1) / b;
 }
 
-// Blocks for one thread per element of `n`; kernels that may see more than kMaxBlocks * 256
-// elements stride over them.
+// Grid size for element-wise kernels: one thread per element, capped at kMaxBlocks blocks (the
+// hardware allows 2^31 - 1, but past a few waves more blocks only add scheduling). Every kernel
+// launched with it must visit its elements through grid_stride() below, so that any n is covered.
+// The emulated build caps the grid at a few blocks, so that the tests run the striding path.
+#ifdef ROIOPS_EMULATE_CUDA
+constexpr int64_t kMaxBlocks = emulation::kMaxGridBlocks;
+#else
 constexpr int64_t kMaxBlocks = int64_t{1} << 20;
+#endif
 inline unsigned elementwise_blocks(int64_t n) {
   return static_cast<unsigned>(
       std::max<int64_t>(1, std::min(ceil_div<int64_t>(n, kThreadsPerBlock), kMaxBlocks)));
+}
+
+// The indices of [0, n) that the calling thread owns in a grid-stride loop: its global index, then
+// every grid size further on.   for (const int64_t i : cuda::grid_stride(n)) { ... }
+struct GridStrideRange {
+  struct Iterator {
+    int64_t index, step;
+    __device__ __forceinline__ int64_t operator*() const { return index; }
+    __device__ __forceinline__ Iterator& operator++() {
+      index += step;
+      return *this;
+    }
+    __device__ __forceinline__ bool operator!=(const Iterator& end) const {
+      return index < end.index;
+    }
+  };
+  int64_t first, step, n;
+  __device__ __forceinline__ Iterator begin() const { return {first, step}; }
+  __device__ __forceinline__ Iterator end() const { return {n, step}; }
+};
+
+__device__ __forceinline__ GridStrideRange grid_stride(int64_t n) {
+  return {static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x,
+          static_cast<int64_t>(gridDim.x) * blockDim.x, n};
 }
 
 #ifdef ROIOPS_EMULATE_CUDA

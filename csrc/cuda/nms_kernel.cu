@@ -37,9 +37,9 @@ constexpr int kTile = 64;  // one 64-bit mask word per candidate
 // head[i] = 1 where a segment starts: at every row start and wherever the class changes.
 __global__ void segment_heads_kernel(const int64_t* __restrict__ classes, int64_t row_length,
                                      int64_t total, int32_t* __restrict__ head) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= total) return;
-  head[i] = (i % row_length == 0) || (classes != nullptr && classes[i] != classes[i - 1]);
+  for (const int64_t i : cuda::grid_stride(total)) {
+    head[i] = (i % row_length == 0) || (classes != nullptr && classes[i] != classes[i - 1]);
+  }
 }
 
 // starts[s] = first position of segment s; starts[S] = total; *num_segments = S.
@@ -47,12 +47,12 @@ __global__ void segment_starts_kernel(const int32_t* __restrict__ head,
                                       const int32_t* __restrict__ segment_number, int64_t total,
                                       int64_t* __restrict__ starts,
                                       int64_t* __restrict__ num_segments) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= total) return;
-  if (head[i]) starts[segment_number[i] - 1] = i;
-  if (i == total - 1) {
-    starts[segment_number[i]] = total;
-    *num_segments = segment_number[i];
+  for (const int64_t i : cuda::grid_stride(total)) {
+    if (head[i]) starts[segment_number[i] - 1] = i;
+    if (i == total - 1) {
+      starts[segment_number[i]] = total;
+      *num_segments = segment_number[i];
+    }
   }
 }
 

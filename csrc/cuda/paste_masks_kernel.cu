@@ -8,6 +8,7 @@
 
 #include "../common/paste_math.h"
 #include "../ops/bind_kernel.h"
+#include "../ops/half_dispatch.h"
 #include "../ops/paste_masks.h"
 #include "cuda_helpers.cuh"
 
@@ -19,12 +20,11 @@ using namespace paste_math;
 template <typename T, typename B>
 __global__ void paste_masks_kernel(const T* __restrict__ masks, const B* __restrict__ boxes,
                                    int64_t count, int64_t mask_h, int64_t mask_w, int64_t padding,
-                                   B scale, int64_t image_h, int64_t image_w, T* __restrict__ out) {
+                                   at::opmath_type<B> scale, int64_t image_h, int64_t image_w,
+                                   T* __restrict__ out) {
   using A = at::opmath_type<T>;
   const int64_t total = count * image_h * image_w;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
-       i += stride) {
+  for (const int64_t i : cuda::grid_stride(total)) {
     const int64_t n = i / (image_h * image_w), y = i / image_w % image_h, x = i % image_w;
     const PasteWindow w = paste_window(boxes + 4 * n, scale, image_h, image_w);
     A value = A(0);
@@ -47,13 +47,13 @@ void paste_masks_cuda(const PasteMasksArgs& a, at::Tensor& out) {
           using B = decltype(box);
           cuda::launch(paste_masks_kernel<T, B>, blocks, cuda::kThreadsPerBlock,
                        a.masks.data_ptr<T>(), a.boxes.data_ptr<B>(), count, a.masks.size(2),
-                       a.masks.size(3), a.padding, static_cast<B>(a.scale), a.image_h, a.image_w,
-                       out.data_ptr<T>());
+                       a.masks.size(3), a.padding, static_cast<at::opmath_type<B>>(a.scale),
+                       a.image_h, a.image_w, out.data_ptr<T>());
         };
         if (a.boxes.scalar_type() == at::kDouble) {
           launch(double{});
         } else {
-          launch(float{});
+          with_half_or<float>(a.boxes.scalar_type(), launch);
         }
       });
 }

@@ -46,9 +46,7 @@ __global__ void count_corners_kernel(const acc_t* __restrict__ rois,
                                      int64_t* __restrict__ corners,
                                      acc_t* __restrict__ sample_count) {
   const int bins = pooled_h * pooled_w;
-  const int64_t total = num_rois * bins, stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
-       i += stride) {
+  for (const int64_t i : cuda::grid_stride(num_rois * bins)) {
     const int64_t k = i / bins;
     const int bin = static_cast<int>(i % bins);
     RoI<acc_t> r;
@@ -77,9 +75,7 @@ __global__ void write_corners_kernel(const acc_t* __restrict__ rois,
                                      const int64_t* __restrict__ corners, int64_t* __restrict__ key,
                                      int64_t* __restrict__ source, acc_t* __restrict__ weight) {
   const int bins = pooled_h * pooled_w;
-  const int64_t total = num_rois * bins, stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
-       i += stride) {
+  for (const int64_t i : cuda::grid_stride(num_rois * bins)) {
     RoI<acc_t> r;
     if (!read_roi(pyr, rois, levels, i / bins, pooled_h, pooled_w, sampling_ratio, aligned, &r)) {
       continue;
@@ -117,10 +113,7 @@ __global__ void gather_corners_kernel(
     const at::opmath_type<scalar_t>* __restrict__ weight,
     const at::opmath_type<scalar_t>* __restrict__ sample_count) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t total = pyr.channels * entries,
-                stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
-       i += stride) {
+  for (const int64_t i : cuda::grid_stride(pyr.channels * entries)) {
     const int64_t c = i / entries, head = i % entries;
     const int64_t pixel_key = sorted_key[head];
     if (head > 0 && sorted_key[head - 1] == pixel_key) continue;  // not the head of its run

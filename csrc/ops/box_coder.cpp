@@ -10,9 +10,10 @@ namespace roiops {
 namespace {
 
 void check_box_dtype(const char* op, const char* name, const at::Tensor& t) {
-  TORCH_CHECK_TYPE(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", name,
-                   " must be float32 or float64 (roiops.* upcasts half precision), got ",
-                   t.scalar_type());
+  const at::ScalarType dtype = t.scalar_type();
+  TORCH_CHECK_TYPE(
+      dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16,
+      op, ": ", name, " must be float32, float64, float16 or bfloat16, got ", dtype);
 }
 
 void copy_weights(const char* op, at::ArrayRef<double> weights, double* out) {
@@ -54,9 +55,13 @@ EncodeArgs prepare_encode(const at::Tensor& reference_boxes, const at::Tensor& p
                     ": proposals must have the shape of reference_boxes (", reference_boxes.sizes(),
                     "), got ", proposals.sizes());
   check_box_dtype(op, "reference_boxes", reference_boxes);
-  TORCH_CHECK_TYPE(proposals.scalar_type() == reference_boxes.scalar_type(), op,
-                   ": proposals must have the dtype of reference_boxes (",
-                   reference_boxes.scalar_type(), "), got ", proposals.scalar_type());
+  const bool half_proposals =
+      proposals.scalar_type() == at::kHalf || proposals.scalar_type() == at::kBFloat16;
+  TORCH_CHECK_TYPE(
+      proposals.scalar_type() == reference_boxes.scalar_type() ||
+          (half_proposals && reference_boxes.scalar_type() == at::kFloat),
+      op, ": proposals must have the dtype of reference_boxes (", reference_boxes.scalar_type(),
+      "), or be float16 / bfloat16 beside float32 reference_boxes, got ", proposals.scalar_type());
   TORCH_CHECK(proposals.device() == reference_boxes.device(), op, ": proposals is on ",
               proposals.device(), " but reference_boxes is on ", reference_boxes.device());
   EncodeArgs args{reference_boxes.contiguous(), proposals.contiguous(), {}};

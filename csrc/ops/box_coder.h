@@ -8,10 +8,12 @@
 #include <optional>
 #include <tuple>
 
+#include "half_dispatch.h"
+
 namespace roiops {
 
 struct DecodeArgs {
-  at::Tensor rel_codes;  // [N, 4k] float/double contiguous
+  at::Tensor rel_codes;  // [N, 4k] floating point, contiguous
   at::Tensor boxes;      // [N, 4] reference boxes, rel_codes' dtype, contiguous
   double weights[4];
   double bbox_xform_clip;
@@ -21,8 +23,10 @@ struct DecodeArgs {
 };
 
 struct EncodeArgs {
-  at::Tensor reference_boxes;  // [N, 4] float/double contiguous
-  at::Tensor proposals;        // [N, 4], reference_boxes' dtype, contiguous
+  at::Tensor reference_boxes;  // [N, 4] floating point, contiguous
+  // [N, 4] contiguous, reference_boxes' dtype -- or float16 / bfloat16 with float32 reference boxes
+  // (a model's anchors under autocast): read it through with_half_or<T> (half_dispatch.h).
+  at::Tensor proposals;
   double weights[4];
 };
 

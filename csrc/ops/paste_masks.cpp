@@ -27,7 +27,11 @@ at::Tensor paste_masks_in_image(PasteMasksKernel kernel, const at::Tensor& masks
                     ")");
   TORCH_CHECK_VALUE(padding >= 0, op, ": padding must be non-negative, got ", padding);
   const int64_t mask_w = masks.size(3);
-  const at::ScalarType box_type = boxes.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  // Boxes keep float64, float16 and bfloat16 (torchvision's geometry in their dtype); others
+  // become float32.
+  const at::ScalarType dtype = boxes.scalar_type();
+  const at::ScalarType box_type =
+      dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16 ? dtype : at::kFloat;
   const PasteMasksArgs args{masks.contiguous(),
                             boxes.to(box_type).contiguous(),
                             image_height,

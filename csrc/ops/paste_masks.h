@@ -9,9 +9,9 @@ namespace roiops {
 
 struct PasteMasksArgs {
   at::Tensor masks;  // [N, 1, M_h, M_w] contiguous
-  at::Tensor boxes;  // [N, 4] float32 or float64 contiguous, image pixels
+  at::Tensor boxes;  // [N, 4] float32, float64, float16 or bfloat16, contiguous, image pixels
   int64_t image_h, image_w, padding;
-  double scale;  // (M_w + 2 * padding) / M_w: the box growth, used in the boxes' dtype
+  double scale;  // (M_w + 2 * padding) / M_w: the box growth, a Python float to torchvision
 };
 
 // Fills out [N, 1, image_h, image_w] in the masks' dtype: each mask's window, zero elsewhere.

@@ -107,9 +107,10 @@ at::Tensor roi_align_quantized(const at::Tensor& input, const at::Tensor& rois,
       ": quantized input and rois must be quantized per tensor");
   TORCH_CHECK_VALUE(input.dim() == 4, op, ": input must be a 4-D tensor [N, C, H, W], got shape ",
                     input.sizes());
+  // torchvision's wording first, so that code matching on it keeps working.
   TORCH_CHECK_VALUE(input.size(0) == 1, op,
-                    ": a quantized input holds one image (as in torchvision: the batch index of a "
-                    "quantized RoI is not exact), got a batch of ",
+                    ": Only one image per batch is allowed in quantized roi_align (the batch index "
+                    "of a quantized RoI is not exact), got a batch of ",
                     input.size(0));
   TORCH_CHECK_VALUE(input.size(2) > 0 && input.size(3) > 0, op,
                     ": input must have a non-empty height and width to sample from, got shape ",

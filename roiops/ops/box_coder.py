@@ -12,13 +12,6 @@ from ..errors import ArgumentTypeError, call_op
 DEFAULT_XFORM_CLIP = math.log(1000.0 / 16)  # caps exp(dw) so a box grows at most 62.5x per decode
 
 
-def _compute_dtype(t: Tensor) -> torch.dtype:
-    # Half precision is decoded in float32 (and rounded back): torchvision computes in half.
-    if t.dtype == torch.float16 or t.dtype == torch.bfloat16:
-        return torch.float32
-    return t.dtype
-
-
 def _weights(weights: tuple[float, float, float, float]) -> list[float]:
     if not torch.jit.is_scripting():  # any sequence; the op says what is wrong with its length
         return [float(w) for w in weights]
@@ -39,13 +32,13 @@ def decode_boxes(
         weights: (wx, wy, ww, wh): (1, 1, 1, 1) for the RPN, (10, 10, 5, 5) for the box head.
 
     Returns:
-        Tensor[N, 4k] decoded boxes.
+        Tensor[N, 4k] decoded boxes in rel_codes' dtype. float16 / bfloat16 codes (a model under
+        autocast) are decoded as torchvision decodes them: every step rounded to that dtype.
     """
-    dtype = _compute_dtype(rel_codes)
-    args = (rel_codes.to(dtype), boxes.to(dtype), _weights(weights), float(bbox_xform_clip))
+    args = (rel_codes, boxes.to(rel_codes.dtype), _weights(weights), float(bbox_xform_clip))
     if not torch.jit.is_scripting():
-        return call_op(torch.ops.roiops.decode_boxes, *args).to(rel_codes.dtype)
-    return torch.ops.roiops.decode_boxes(args[0], args[1], args[2], args[3]).to(rel_codes.dtype)
+        return call_op(torch.ops.roiops.decode_boxes, *args)
+    return torch.ops.roiops.decode_boxes(args[0], args[1], args[2], args[3])
 
 
 def decode_clip_boxes(
@@ -62,8 +55,7 @@ def decode_clip_boxes(
         (boxes Tensor[N, 4k] clipped to ``image_size`` = (height, width),
          keep Tensor[N, k] bool: both sides >= ``min_size``).
     """
-    dtype = _compute_dtype(rel_codes)
-    codes, refs, w = rel_codes.to(dtype), boxes.to(dtype), _weights(weights)
+    codes, refs, w = rel_codes, boxes.to(rel_codes.dtype), _weights(weights)
     height, width = int(image_size[0]), int(image_size[1])
     if not torch.jit.is_scripting():
         op = torch.ops.roiops.decode_clip_boxes
@@ -73,7 +65,7 @@ def decode_clip_boxes(
         out, keep = torch.ops.roiops.decode_clip_boxes(
             codes, refs, w, bbox_xform_clip, height, width, min_size
         )
-    return out.to(rel_codes.dtype), keep
+    return out, keep
 
 
 def encode_boxes(
@@ -85,13 +77,17 @@ def encode_boxes(
         reference_boxes: Tensor[N, 4] targets (e.g. matched ground truth); proposals: Tensor[N, 4].
 
     Returns:
-        Tensor[N, 4] of (dx, dy, dw, dh) in reference_boxes' dtype.
+        Tensor[N, 4] of (dx, dy, dw, dh) in reference_boxes' dtype. Proposals are converted to it,
+        but for float16 / bfloat16 proposals beside float32 boxes (an RPN's anchors under
+        autocast), whose widths and centres are computed in their own dtype, as torchvision does.
     """
-    dtype = _compute_dtype(reference_boxes)
-    args = (reference_boxes.to(dtype), proposals.to(dtype), _weights(weights))
+    half = proposals.dtype == torch.float16 or proposals.dtype == torch.bfloat16
+    if not (half and reference_boxes.dtype == torch.float32):
+        proposals = proposals.to(reference_boxes.dtype)
+    args = (reference_boxes, proposals, _weights(weights))
     if not torch.jit.is_scripting():
-        return call_op(torch.ops.roiops.encode_boxes, *args).to(reference_boxes.dtype)
-    return torch.ops.roiops.encode_boxes(args[0], args[1], args[2]).to(reference_boxes.dtype)
+        return call_op(torch.ops.roiops.encode_boxes, *args)
+    return torch.ops.roiops.encode_boxes(args[0], args[1], args[2])
 
 
 class BoxCoder:

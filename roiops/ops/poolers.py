@@ -32,7 +32,8 @@ def assign_levels(
 
     Args:
         boxes: Tensor[K, 4] (x1, y1, x2, y2), Tensor[K, 5] (batch_index first), or a list of
-            per-image Tensor[L, 4]; float32 or float64.
+            per-image Tensor[L, 4]; float32 or float64, or float16 / bfloat16 (the proposals of
+            a model under torch.autocast), computed in float32 as torchvision's box_area upcasts.
 
     Returns:
         Tensor[K] int64 in [0, k_max - k_min]; -1 for a box whose area is negative or NaN, which

@@ -46,8 +46,10 @@ inline thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 namespace roiops {
 namespace emulation {
 
-// Small on purpose: kernels that size their grid from it then stride over their work.
+// Small on purpose: kernels that size their grid from these then stride over their work, so that
+// the tests run the striding paths that a GPU takes only past 2^28 elements.
 constexpr int kMultiprocessors = 2;
+constexpr int kMaxGridBlocks = 3;
 
 // Runs the threads of a block one at a time: each runs until its next __syncthreads or its return,
 // then hands over to the next thread; when the last has arrived, the barrier opens and the first
@@ -151,7 +153,9 @@ inline void launch(dim3 grid, dim3 block, const std::function<void()>& body) {
   const uint64_t threads = uint64_t(block.x) * block.y * block.z;
   TORCH_CHECK(threads >= 1 && threads <= 1024 && block.z <= 64, "emulated launch: invalid block (",
               block.x, ", ", block.y, ", ", block.z, ")");
-  TORCH_CHECK(grid.x >= 1 && grid.y >= 1 && grid.z >= 1 && grid.y <= 65535 && grid.z <= 65535,
+  // The hardware's limits: grid.x < 2^31, grid.y and grid.z <= 65535.
+  TORCH_CHECK(grid.x >= 1 && grid.x <= 0x7fffffffu && grid.y >= 1 && grid.z >= 1 &&
+                  grid.y <= 65535 && grid.z <= 65535,
               "emulated launch: invalid grid (", grid.x, ", ", grid.y, ", ", grid.z, ")");
   BlockScheduler scheduler(static_cast<int>(threads));
   std::vector<std::thread> workers;
