@@ -69,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--all",
         action="store_true",
-        help="also StaticMaskRCNN, eager and compiled (on a 2-core CPU: about 11 more minutes)",
+        help="also the slow cases: StaticMaskRCNN eager and compiled (on a 2-core CPU: about 11 "
+        "more minutes), and on CUDA the deterministic-mode backward (about 80 s on an H200)",
     )
     bench.add_argument(
         "--min-run-time",

@@ -29,7 +29,7 @@ class Case:
     prepare: Callable[[torch.device, torch.dtype], Prepared]
     devices: tuple[str, ...] = ("cpu", "cuda")  # device types the case means something on
     dtypes: tuple[str, ...] | None = None  # the table dtypes it runs in (None: all)
-    extended: bool = False  # run only with `bench --all`: minutes each on a small CPU
+    extended: bool = False  # run only with `bench --all`: slow (minutes each on a small CPU)
 
 
 def proposals(num: int, batch: int, generator: torch.Generator) -> torch.Tensor:
@@ -285,11 +285,13 @@ CASES = [
     Case(
         "roi_align fwd+bwd, mask head (100 RoIs, 14x14, P2)", roi_align_case(100, 14, backward=True)
     ),
-    # On the CPU both sides are deterministic anyway: this is the default case again.
+    # On the CPU both sides are deterministic anyway: this is the default case again. Behind --all:
+    # torchvision first compiles its deterministic RoIAlign, and the case took 76 s on the H200.
     Case(
         "roi_align fwd+bwd, box head, deterministic mode",
         within(deterministic_mode, roi_align_case(1000, 7, True)),
         ("cuda",),
+        extended=True,
     ),
     Case(
         "roi_align fwd+bwd, box head, autocast bf16 (bf16 maps)",
