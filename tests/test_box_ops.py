@@ -149,6 +149,11 @@ def test_opcheck(device):
         torch.ops.roiops.decode_clip_boxes.default, (codes, boxes, w, clip, 600, 800, 1e-3)
     )
     torch.library.opcheck(torch.ops.roiops.encode_boxes.default, (boxes + 2, boxes, w))
+    # half precision, as a model under autocast calls them: codes, and anchors beside float boxes
+    torch.library.opcheck(
+        torch.ops.roiops.decode_boxes.default, (codes.half(), boxes.half(), w, clip)
+    )
+    torch.library.opcheck(torch.ops.roiops.encode_boxes.default, (boxes + 2, boxes.bfloat16(), w))
     torch.library.opcheck(torch.ops.roiops.box_iou.default, (boxes, boxes[:7]))
     torch.library.opcheck(torch.ops.roiops.box_iou.default, (boxes[None], boxes[:7], "cxcywh"))
     torch.library.opcheck(torch.ops.roiops.box_iou.default, (boxes.int(), boxes[:7].int(), "xywh"))

@@ -117,7 +117,7 @@ struct DecodeDeltas {
 };
 
 // How torchvision's `rel_codes / w` rounds, w being a Python float: ATen's CPU kernel divides, its
-// CUDA kernel multiplies by the reciprocal 1 / w (rounded to T on the host:
+// CUDA kernel multiplies by the reciprocal 1 / w (computed on the host in the opmath type W:
 // BinaryDivTrueKernel.cu). The two differ by up to an ulp of dw, which exp(dw) * width stretches to
 // several ulps of the box; each backend keeps the bits of torchvision on the same device.
 enum class WeightDivision { kDivide, kMultiplyByReciprocal };
