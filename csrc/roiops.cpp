@@ -1,6 +1,6 @@
 // The roiops library: its schemas (schemas.cpp) and build information. The op layer (csrc/ops/)
 // registers the composite ops; the backends register kernels in csrc/cpu/ and csrc/cuda/; fake
-// kernels and autograd are registered from Python (roiops/_meta.py, roiops/_autograd.py).
+// kernels and autograd are registered from Python (roiops/_fake.py, roiops/_autograd.py).
 //
 // The shared object is also a (module-less) Python extension so that `import roiops._C` loads it
 // and runs the registrations; there is no pybind11 and no Python-visible function.

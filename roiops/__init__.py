@@ -10,7 +10,7 @@ from . import _extension
 
 _extension.load()
 
-from . import _autograd, _meta  # noqa: E402,F401  (registrations)
+from . import _autograd, _fake  # noqa: E402,F401  (registrations)
 from ._extension import build_info  # noqa: E402
 from .errors import ArgumentError, ArgumentTypeError, ArgumentValueError  # noqa: E402
 from .ops.anchors import AnchorGenerator  # noqa: E402

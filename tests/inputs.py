@@ -3,6 +3,7 @@ codes and anchor inputs at Mask R-CNN's shapes. Every builder is seeded, so a fa
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import subprocess
@@ -10,6 +11,8 @@ import sys
 from pathlib import Path
 
 import torch
+from torch.testing import assert_close
+from torchvision.models.detection import fasterrcnn_resnet50_fpn, maskrcnn_resnet50_fpn
 from torchvision.models.detection.image_list import ImageList
 
 
@@ -209,3 +212,54 @@ def run_fresh_python(code: str, timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=timeout, env=env
     )
+
+
+@contextlib.contextmanager
+def deterministic_algorithms():
+    """torch.use_deterministic_algorithms(True) for the block: RoIAlign's CUDA backward gathers."""
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+# --- detection models -----------------------------------------------------------------------------
+
+# Small images keep the models' tests fast; the full-size runs are benchmarks.
+SMALL_DETECTOR = dict(min_size=320, max_size=448, num_classes=7, box_detections_per_img=25)
+
+
+def torchvision_detector(kind: str = "mask", **kwargs):
+    """torchvision's Mask / Faster R-CNN R50-FPN with seeded random weights, SMALL_DETECTOR options
+    unless overridden."""
+    torch.manual_seed(0)
+    factory = {"mask": maskrcnn_resnet50_fpn, "faster": fasterrcnn_resnet50_fpn}[kind]
+    return factory(weights=None, weights_backbone=None, **{**SMALL_DETECTOR, **kwargs})
+
+
+def detector_pair(kind: str = "mask", **kwargs):
+    """torchvision's model (torchvision_detector) and roiops' with its state_dict."""
+    import roiops.models
+
+    tv = torchvision_detector(kind, **kwargs)
+    factory = {
+        "mask": roiops.models.maskrcnn_resnet50_fpn,
+        "faster": roiops.models.fasterrcnn_resnet50_fpn,
+    }[kind]
+    ours = factory(**{**SMALL_DETECTOR, **kwargs})
+    ours.load_state_dict(tv.state_dict(), strict=True)
+    return tv, ours
+
+
+def assert_same_detections(ours, ref, allow_empty=False):
+    """Per image the same detections -- at least one unless allow_empty --, boxes, labels and scores
+    bit for bit; pasted masks within ATen's own spread (PASTE_ATOL)."""
+    assert len(ours) == len(ref)
+    for o, r in zip(ours, ref):
+        assert len(o["boxes"]) == len(r["boxes"])
+        assert allow_empty or len(r["boxes"]) > 0
+        for key in ["boxes", "labels", "scores"]:
+            assert torch.equal(o[key], r[key]), key
+        if "masks" in r:
+            assert_close(o["masks"], r["masks"], rtol=0, atol=PASTE_ATOL)

@@ -18,8 +18,8 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator as TvAncho
 from torchvision.ops.boxes import clip_boxes_to_image, remove_small_boxes
 
 import roiops
+from roiops.models.rpn import RPN_WEIGHTS
 
-RPN_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
 BOX_HEAD_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 
 

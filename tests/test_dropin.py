@@ -287,6 +287,23 @@ def test_quantized_roi_align_restrictions_are_torchvisions():
 
 
 @pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor")
+def test_quantized_roi_align_checks_its_arguments_as_every_backend():
+    """The op layer's checks that do not depend on the dtype hold for quantized maps too."""
+    x = torch.quantize_per_tensor(torch.rand(1, 2, 8, 8), 0.05, 3, torch.quint8)
+    qrois = torch.quantize_per_tensor(torch.tensor([[0, 1.0, 1, 5, 5]]), 0.1, 0, torch.quint8)
+    with pytest.raises(ValueError, match="spatial_scale must be a positive finite number, got nan"):
+        roiops.roi_align(x, qrois, 3, float("nan"))
+    with pytest.raises(ValueError, match=r"output_size must be at most 4096 per side, got \(5000"):
+        roiops.roi_align(x, qrois, (5000, 2))
+    # Never read: the check comes first. (An untouched allocation costs no memory.)
+    huge = torch._empty_affine_quantized(
+        (1, 1, 2**30, 1), scale=0.1, zero_point=0, dtype=torch.quint8
+    )
+    with pytest.raises(ValueError, match="height and width must be below 2\\^30"):
+        roiops.roi_align(huge, qrois, 3)
+
+
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor")
 @pytest.mark.parametrize("qtype", [torch.quint8, torch.qint8, torch.qint32])
 def test_quantized_nms_is_torchvisions(qtype):
     g = torch.Generator().manual_seed(4)

@@ -12,7 +12,6 @@ and its fallback, invalid RoIs, NMS tiles and segment striding.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import pytest
@@ -22,6 +21,7 @@ from emulated_cuda import load as load_emulated_cuda
 from inputs import (
     boxes_and_codes,
     clustered_boxes,
+    deterministic_algorithms,
     mask_rcnn_anchor_inputs,
     pasted_masks_case,
     pyramid_inputs,
@@ -144,15 +144,6 @@ def test_roi_align_reduced_precision_backward(gpu, dtype):
     out = gpu._roi_align_backward(grad, *args)
     assert out.dtype == dtype
     assert_close(out, CPU._roi_align_backward(grad, *args), rtol=1e-2, atol=1e-2)
-
-
-@contextlib.contextmanager
-def deterministic_algorithms():
-    torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(False)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -81,8 +81,7 @@ def test_batched_nms_tied_scores_in_torchvisions_order(device, n):
 def test_batched_nms_is_exact_where_torchvision_offset_trick_is_not(device):
     # torchvision shifts class c by c * (max_coordinate + 1). With negative coordinates a shifted
     # box can land on a box of another class: max is 0, so box 1 (class 1) moves by +1 onto box 0
-    # and
-    # suppressed by it. roiops never compares boxes of different classes.
+    # and is suppressed by it. roiops never compares boxes of different classes.
     boxes = torch.tensor([[-10.0, -10.0, 0.0, 0.0], [-11.0, -11.0, -1.0, -1.0]], device=device)
     scores = torch.tensor([0.9, 0.8], device=device)
     idxs = torch.tensor([0, 1], device=device)

@@ -6,9 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from inputs import PASTE_ATOL
-from torch.testing import assert_close
-from torchvision.models.detection import maskrcnn_resnet50_fpn
+from inputs import assert_same_detections, torchvision_detector
 
 import roiops
 
@@ -23,29 +21,10 @@ def roiops_ops_run(fn) -> set[str]:
 @pytest.fixture(scope="module")
 def maskrcnn():
     """A small torchvision Mask R-CNN, random weights, that detects plenty (score threshold 0)."""
-    torch.manual_seed(0)
-    kwargs = dict(
-        weights=None,
-        weights_backbone=None,
-        num_classes=7,
-        min_size=320,
-        max_size=448,
-        box_score_thresh=0.0,
-        box_detections_per_img=50,
-    )
-    model = maskrcnn_resnet50_fpn(**kwargs).eval()
+    kwargs = dict(box_score_thresh=0.0, box_detections_per_img=50)
+    model = torchvision_detector("mask", **kwargs).eval()
     images = [torch.rand(3, 300, 420), torch.rand(3, 280, 360)]
     return model, images, kwargs
-
-
-def same_detections(a, b):
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        assert len(x["boxes"]) > 0
-        for key in ["boxes", "labels", "scores"]:
-            assert torch.equal(x[key], y[key]), key
-        # Pasted masks: within ATen's own spread (see tests/test_paste_masks.py).
-        assert_close(x["masks"], y["masks"], rtol=0, atol=PASTE_ATOL)
 
 
 @torch.no_grad()
@@ -56,10 +35,10 @@ def test_patched_maskrcnn_detects_the_same_on_roiops_ops(maskrcnn):
     with roiops.patch_torchvision():
         patched = model(images)  # a model built before the patch
         ops = roiops_ops_run(lambda: model(images))
-        built_inside = maskrcnn_resnet50_fpn(**kwargs).eval()
+        built_inside = torchvision_detector("mask", **kwargs).eval()
         built_inside.load_state_dict(model.state_dict())
-        same_detections(built_inside(images), reference)
-    same_detections(patched, reference)
+        assert_same_detections(built_inside(images), reference)
+    assert_same_detections(patched, reference)
     expected = {
         "roiops::multi_scale_roi_align",
         "roiops::batched_nms",
@@ -70,7 +49,7 @@ def test_patched_maskrcnn_detects_the_same_on_roiops_ops(maskrcnn):
     }
     assert expected <= ops, ops
     assert roiops_ops_run(lambda: model(images)) == set()  # restored
-    same_detections(model(images), reference)
+    assert_same_detections(model(images), reference)
 
 
 def test_patch_and_unpatch_restore_every_attribute():

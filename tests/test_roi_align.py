@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 import torchvision
-from inputs import random_rois, roi_align_case, rois_from_boxes
+from inputs import deterministic_algorithms, random_rois, roi_align_case, rois_from_boxes
 from torch.testing import assert_close
 
 import roiops
@@ -410,11 +410,8 @@ def test_backward_under_deterministic_mode_is_torchvision_cpu_bitwise(device):
     x_ref = x.clone().requires_grad_()
     tv_roi_align(x_ref, rois, 7, 1 / 4, 2, True).backward(grad)
     x, rois, grad = x.to(device).requires_grad_(), rois.to(device), grad.to(device)
-    torch.use_deterministic_algorithms(True)
-    try:
+    with deterministic_algorithms():
         for _ in range(2):
             x.grad = None
             roiops.roi_align(x, rois, 7, 1 / 4, 2, True).backward(grad)
             assert torch.equal(x.grad.cpu(), x_ref.grad)
-    finally:
-        torch.use_deterministic_algorithms(False)

@@ -7,24 +7,17 @@ import copy
 
 import pytest
 import torch
-from inputs import PASTE_ATOL, run_fresh_python
+from inputs import PASTE_ATOL, SMALL_DETECTOR, detector_pair, run_fresh_python
 from torch.testing import assert_close
-from torchvision.models.detection import maskrcnn_resnet50_fpn
 
 import roiops
 import roiops.models
 
-SMALL = dict(min_size=320, max_size=448, num_classes=7, box_detections_per_img=25)
-
 
 def build(**kwargs):
     """torchvision's model (seeded random weights) and roiops' eager and static models on them."""
-    torch.manual_seed(0)
-    options = {**SMALL, **kwargs}
-    tv = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, **options).eval()
-    ours = roiops.models.maskrcnn_resnet50_fpn(**options).eval()
-    ours.load_state_dict(tv.state_dict())
-    return tv, ours, roiops.models.StaticMaskRCNN(ours, max_detections=30).eval()
+    tv, ours = detector_pair("mask", **kwargs)
+    return tv.eval(), ours.eval(), roiops.models.StaticMaskRCNN(ours, max_detections=30).eval()
 
 
 def image_batch(count=2, size=(300, 420), seed=0):
@@ -58,7 +51,9 @@ def test_equals_eager_and_torchvision_with_many_detections(models):
     images = image_batch()
     out = static(images)
     eager = ours(list(images))
-    assert all(len(d["boxes"]) == SMALL["box_detections_per_img"] for d in eager)  # the cap
+    assert all(
+        len(d["boxes"]) == SMALL_DETECTOR["box_detections_per_img"] for d in eager
+    )  # the cap
     assert_static_equals(out, eager, 30)
     assert_static_equals(out, tv(list(images)), 30)
     assert out["masks"].shape == (2, 30, 300, 420) and out["num_detections"].dtype == torch.int64

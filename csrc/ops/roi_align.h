@@ -23,6 +23,20 @@ namespace roiops {
 // Dtype the math runs in: float for float16/bfloat16, else the input's own.
 at::ScalarType accumulate_type(at::ScalarType input_type);
 
+// Argument checks shared by the RoIAlign ops (ValueError / TypeError naming the argument).
+bool is_supported_dtype(at::ScalarType t);  // float32, float64, float16, bfloat16
+void check_levels_and_scales(const char* op, size_t num_levels,
+                             at::ArrayRef<double> spatial_scales);
+void check_pooling(const char* op, int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio);
+
+// The checks of roi_align's arguments that do not depend on the input's dtype, for backends whose
+// dtypes the op layer does not know (QuantizedCPU): input [N, C, H, W], non-empty and below 2^30
+// per side; spatial_scale finite and positive; rois [K, 5]; output size in [1, 4096] per side;
+// sampling_ratio in [-1, 1024].
+void check_roi_align_geometry(const char* op, const at::Tensor& input, const at::Tensor& rois,
+                              double spatial_scale, int64_t pooled_h, int64_t pooled_w,
+                              int64_t sampling_ratio);
+
 // What a validated forward and backward call share: the RoIs and how they are pooled.
 struct RoIAlignParams {
   const char* op;     // the op's name, for error messages

@@ -1,5 +1,9 @@
 // RoIAlign of quantized feature maps (QuantizedCPU): torchvision's quantized roi_align.
 //
+// Registered directly, not through the op layer's roi_align(kernel, ...): that allocates a float
+// output and checks float dtypes, where this one returns a quantized tensor. It shares the op
+// layer's dtype-free checks (check_roi_align_geometry) and its pyramid of maps (make_pyramid).
+//
 // Same geometry and samples as the float kernel (roi_samples.h), then torchvision's quantized
 // arithmetic: the raw integer values are weighted in float32, the zero point is removed once per
 // bin through the sum of the weights, the mean is scaled by the input's scale and requantized with
@@ -18,6 +22,7 @@
 
 #include "../common/roi_align_math.h"
 #include "../cpu/roi_samples.h"
+#include "../ops/roi_align.h"
 
 namespace roiops {
 namespace {
@@ -45,18 +50,7 @@ void pool_quantized(const at::Tensor& input, const at::Tensor& rois, double spat
   using underlying_t = typename qint_t::underlying;
   const at::Tensor values = input.int_repr().contiguous();
   const int64_t num_rois = rois.size(0), channels = input.size(1), bins = pooled_h * pooled_w;
-  FeaturePyramid<const underlying_t, float> map{};
-  map.num_levels = 1;
-  map.batch = 1;
-  map.channels = channels;
-  map.data[0] = values.data_ptr<underlying_t>();
-  map.stride_n[0] = values.stride(0);
-  map.stride_c[0] = values.stride(1);
-  map.stride_h[0] = values.stride(2);
-  map.stride_w[0] = values.stride(3);
-  map.height[0] = static_cast<int>(input.size(2));
-  map.width[0] = static_cast<int>(input.size(3));
-  map.scale[0] = static_cast<float>(spatial_scale);
+  const auto map = make_pyramid<const underlying_t, float>({values}, {spatial_scale});
   const float scale = static_cast<float>(input.q_scale());
   const float inverse_scale = 1.0f / scale;
   const int64_t zero_point = input.q_zero_point();
@@ -105,25 +99,12 @@ at::Tensor roi_align_quantized(const at::Tensor& input, const at::Tensor& rois,
   TORCH_CHECK_VALUE(
       input.qscheme() == at::kPerTensorAffine && rois.qscheme() == at::kPerTensorAffine, op,
       ": quantized input and rois must be quantized per tensor");
-  TORCH_CHECK_VALUE(input.dim() == 4, op, ": input must be a 4-D tensor [N, C, H, W], got shape ",
-                    input.sizes());
+  check_roi_align_geometry(op, input, rois, spatial_scale, pooled_h, pooled_w, sampling_ratio);
   // torchvision's wording first, so that code matching on it keeps working.
   TORCH_CHECK_VALUE(input.size(0) == 1, op,
                     ": Only one image per batch is allowed in quantized roi_align (the batch index "
                     "of a quantized RoI is not exact), got a batch of ",
                     input.size(0));
-  TORCH_CHECK_VALUE(input.size(2) > 0 && input.size(3) > 0, op,
-                    ": input must have a non-empty height and width to sample from, got shape ",
-                    input.sizes());
-  TORCH_CHECK_VALUE(
-      rois.dim() == 2 && rois.size(1) == 5, op,
-      ": rois must be a 2-D tensor [K, 5] of (batch_index, x1, y1, x2, y2), got shape ",
-      rois.sizes());
-  TORCH_CHECK_VALUE(pooled_h > 0 && pooled_w > 0, op, ": output_size must be positive, got (",
-                    pooled_h, ", ", pooled_w, ")");
-  TORCH_CHECK_VALUE(sampling_ratio >= -1 && sampling_ratio <= 1024, op,
-                    ": sampling_ratio must be -1 or 0 (adaptive) or in [1, 1024], got ",
-                    sampling_ratio);
   at::Tensor output =
       at::_empty_affine_quantized({rois.size(0), input.size(1), pooled_h, pooled_w},
                                   input.options(), input.q_scale(), input.q_zero_point());

@@ -18,7 +18,8 @@ import roiops
 from .model_cases import STAGES, stage, static_model, whole_model
 from .timing import Prepared
 
-# An 800x1333 image padded to 800x1344; P2 is 1/4 of it (REFERENCE.md sections 6-7).
+# Mask R-CNN R50-FPN at its default size: an 800x1333 image, padded to a multiple of 32 (800x1344);
+# the P2 map is 1/4 of it, 256 channels.
 IMAGE_H, IMAGE_W = 800, 1344
 CHANNELS = 256
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..models.backbone import BackboneWithFPN, FeaturePyramid
+from ..models.backbone import BackboneWithFPN, FeaturePyramidNetwork
 from ..models.config import DetectorConfig
 from ..models.detector import MaskRCNN, assemble
 from .shapes import CLASSES, IMAGE_SIZE
@@ -69,6 +69,8 @@ def config() -> DetectorConfig:
 def small_maskrcnn() -> MaskRCNN:
     body = SmallBody()
     return assemble(
-        BackboneWithFPN(body, FeaturePyramid(list(STAGE_CHANNELS), FPN_CHANNELS), FPN_CHANNELS),
+        BackboneWithFPN(
+            body, FeaturePyramidNetwork(list(STAGE_CHANNELS), FPN_CHANNELS), FPN_CHANNELS
+        ),
         config(),
     )

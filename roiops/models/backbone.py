@@ -113,7 +113,7 @@ class ResNet50Body(nn.Module):
         return features
 
 
-class FeaturePyramid(nn.Module):
+class FeaturePyramidNetwork(nn.Module):
     """FPN (Lin et al. 2017): lateral 1x1 convs, a top-down path of nearest upsampling, 3x3 output
     convs; P6 is a stride-2 subsampling of P5 ("pool")."""
 
@@ -155,7 +155,9 @@ class FeaturePyramid(nn.Module):
 
 
 class BackboneWithFPN(nn.Module):
-    def __init__(self, body: nn.Module, fpn: FeaturePyramid, out_channels: int = 256) -> None:
+    def __init__(
+        self, body: nn.Module, fpn: FeaturePyramidNetwork, out_channels: int = 256
+    ) -> None:
         super().__init__()
         self.body = body
         self.fpn = fpn
@@ -170,4 +172,4 @@ def resnet50_fpn(frozen_batch_norm: bool, trainable_layers: int) -> BackboneWith
     batch norm (and every layer trainable) when starting from random ones."""
     norm = FrozenBatchNorm2d if frozen_batch_norm else nn.BatchNorm2d
     body = ResNet50Body(norm, trainable_layers)
-    return BackboneWithFPN(body, FeaturePyramid([256, 512, 1024, 2048]))
+    return BackboneWithFPN(body, FeaturePyramidNetwork([256, 512, 1024, 2048]))

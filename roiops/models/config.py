@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from ..errors import ArgumentTypeError
+
 
 @dataclass
 class DetectorConfig:
@@ -46,7 +48,7 @@ class DetectorConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(kwargs) - known)
         if unknown:
-            raise TypeError(f"unknown detector arguments {unknown}; known: {sorted(known)}")
+            raise ArgumentTypeError(f"unknown detector arguments {unknown}; known: {sorted(known)}")
         if kwargs.get("bbox_reg_weights", 0) is None:  # torchvision's "None: the default"
             del kwargs["bbox_reg_weights"]
         return cls(**kwargs)

@@ -73,9 +73,10 @@ class MaskRCNN(nn.Module):
                 raise ArgumentValueError(
                     f"targets[{i}]['boxes'] must be [G, 4], got shape {tuple(boxes.shape)}"
                 )
-            if not boxes.is_floating_point():
+            # Integer boxes are welcome, as in torchvision: resizing makes them float32.
+            if boxes.is_complex() or boxes.dtype == torch.bool:
                 raise ArgumentTypeError(
-                    f"targets[{i}]['boxes'] must be floating, got {boxes.dtype}"
+                    f"targets[{i}]['boxes'] must be real numbers, got {boxes.dtype}"
                 )
             if labels.dtype != torch.int64:
                 raise ArgumentTypeError(f"targets[{i}]['labels'] must be int64, got {labels.dtype}")

@@ -14,10 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ArgumentValueError
 from ..ops.box_coder import BoxCoder, decode_clip_boxes
 from ..ops.boxes import box_iou
-from ..ops.nms import batched_nms
-from ..ops.poolers import MultiScaleRoIAlign
+from ..ops.nms import batched_nms, batched_nms_padded
+from ..ops.poolers import MultiScaleRoIAlign, pool_padded
 from ..ops.roi_align import roi_align
 from .checkpoints import rename_old_keys
 from .config import DetectorConfig
@@ -186,13 +187,71 @@ class RoIHeads(nn.Module):
             )
         return detections
 
+    def detect_padded(
+        self,
+        features: dict[str, Tensor],
+        proposals: Tensor,  # [N, P, 4], resized-image pixels
+        proposal_valid: Tensor,  # [N, P]
+        size: tuple[int, int],
+        max_detections: int,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The box branch and postprocess in fixed shapes, inference only: boxes [N, K, 4]
+        (resized-image pixels), scores [N, K], labels [N, K] (-1: padding) and counts [N], K =
+        max_detections. Every (proposal, class) box is decoded and tested; nothing is compacted."""
+        cfg = self.cfg
+        n, p = proposals.shape[0], proposals.shape[1]
+        pooled = pool_padded(self.box_roi_pool, features, proposals, proposal_valid, size)
+        class_logits, box_deltas = self.box_predictor(self.box_head(pooled))
+        num_classes = class_logits.shape[-1]
+        scores = F.softmax(class_logits, -1)
+        boxes, big_enough = decode_clip_boxes(
+            box_deltas, proposals.reshape(-1, 4), cfg.bbox_reg_weights, size, MIN_DETECTION_SIDE
+        )
+        # Every (proposal, class) pair but the background, proposal-major as in postprocess.
+        boxes = boxes.reshape(n, p, num_classes, 4)[:, :, 1:].reshape(n, -1, 4)
+        scores = scores.reshape(n, p, num_classes)[:, :, 1:].reshape(n, -1)
+        labels = torch.arange(1, num_classes, device=scores.device).repeat(p)  # [p * (C - 1)]
+        candidate = (
+            big_enough.reshape(n, p, num_classes)[:, :, 1:]
+            & proposal_valid[..., None]
+            & (scores.reshape(n, p, num_classes - 1) > cfg.box_score_thresh)
+        ).reshape(n, -1)
+        classes = torch.where(candidate, labels.expand_as(candidate), -1)
+        # postprocess keeps box_detections_per_img; the slots beyond it stay padding.
+        kept = min(max_detections, cfg.box_detections_per_img)
+        keep, count = batched_nms_padded(boxes, scores, classes, cfg.box_nms_thresh, kept)
+        keep = F.pad(keep, (0, max_detections - kept), value=-1)
+        valid = keep >= 0
+        index = keep.clamp(min=0)
+        boxes = boxes.gather(1, index[..., None].expand(-1, -1, 4))
+        boxes = torch.where(valid[..., None], boxes, 0)
+        scores = torch.where(valid, scores.gather(1, index), 0)
+        labels = torch.where(valid, classes.gather(1, index), -1)
+        return boxes, scores, labels, count
+
+    def masks_padded(
+        self,
+        features: dict[str, Tensor],
+        boxes: Tensor,  # [N, K, 4], resized-image pixels
+        labels: Tensor,  # [N, K], -1 for padding
+        size: tuple[int, int],
+    ) -> Tensor:
+        """The mask branch in fixed shapes: [N * K, 1, M, M] probabilities of each detection's
+        class (padding pools zero rows)."""
+        valid = labels >= 0
+        pooled = pool_padded(self.mask_roi_pool, features, boxes, valid, size)
+        mask_logits = self.mask_predictor(self.mask_head(pooled))  # [N * K, C, M, M]
+        chosen = labels.reshape(-1).clamp(min=0)[:, None, None, None]
+        chosen = chosen.expand(-1, 1, mask_logits.shape[-2], mask_logits.shape[-1])
+        return mask_logits.gather(1, chosen).sigmoid()
+
     def training_samples(
         self, proposals: list[Tensor], targets: list[dict[str, Tensor]] | None
     ) -> tuple[list[Tensor], list[Tensor], list[Tensor], tuple[Tensor, ...]]:
         """The ground truth joins the proposals; each is matched to a ground-truth box, sampled
         (box_batch_size_per_image, box_positive_fraction) and given its regression target."""
         if targets is None:
-            raise ValueError("targets are needed in training mode")
+            raise ArgumentValueError("targets are needed in training mode")
         gt_boxes = [t["boxes"].to(proposals[0].dtype) for t in targets]
         proposals = [torch.cat([p, gt]) for p, gt in zip(proposals, gt_boxes)]
         matched, labels = [], []

@@ -4,7 +4,7 @@ the objectness and box-regression losses).
 Per level the anchors with the highest objectness are kept (pre_nms_top_n); only those are
 decoded, clipped and filtered for small boxes -- one fused op per image -- then suppressed by
 batched NMS with the level as the class. torchvision decodes every anchor first; the kept boxes are
-the same bits.
+the same bits. propose_padded is the same step in fixed shapes (StaticMaskRCNN).
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ArgumentValueError
 from ..ops.anchors import AnchorGenerator
 from ..ops.box_coder import BoxCoder, decode_clip_boxes
 from ..ops.boxes import box_iou
-from ..ops.nms import batched_nms
+from ..ops.nms import batched_nms, batched_nms_padded
 from .checkpoints import rename_old_keys
 from .config import DetectorConfig
 from .matching import BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS, match, sample_balanced
@@ -90,25 +91,31 @@ class RegionProposalNetwork(nn.Module):
         features: dict[str, Tensor],
         targets: list[dict[str, Tensor]] | None = None,
     ) -> tuple[list[Tensor], dict[str, Tensor]]:
-        maps = list(features.values())
-        logits, deltas = self.head(maps)
-        anchors = self.anchor_generator(images, maps)  # per image [sum_l H_l W_l A, 4]
-        per_level = [o.shape[1] * o.shape[2] * o.shape[3] for o in logits]
-        objectness = torch.cat([per_anchor(o, 1) for o in logits], dim=1)  # [N, total, 1]
-        box_deltas = torch.cat([per_anchor(d, 4) for d in deltas], dim=1)  # [N, total, 4]
-        proposals = self.propose(
-            objectness[..., 0], box_deltas, anchors, images.image_sizes, per_level
-        )
+        objectness, box_deltas, anchors, per_level = self.head_outputs(images, features)
+        proposals = self.propose(objectness, box_deltas, anchors, images.image_sizes, per_level)
         losses = {}
         if self.training:
             if targets is None:
-                raise ValueError("targets are needed in training mode")
+                raise ArgumentValueError("targets are needed in training mode")
             labels, matched_boxes = self.assign_targets(anchors, targets)
             regression_targets = self.box_coder.encode(matched_boxes, anchors)
             losses = self.loss(
                 objectness.flatten(), box_deltas.reshape(-1, 4), labels, regression_targets
             )
         return proposals, losses
+
+    def head_outputs(
+        self, images: ImageList, features: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor, list[Tensor], list[int]]:
+        """Objectness logits [N, total] and box deltas [N, total, 4] of every anchor in the
+        anchors' order, the anchors (per image [total, 4]) and the anchor count of each level."""
+        maps = list(features.values())
+        logits, deltas = self.head(maps)
+        anchors = self.anchor_generator(images, maps)
+        per_level = [o.shape[1] * o.shape[2] * o.shape[3] for o in logits]
+        objectness = torch.cat([per_anchor(o, 1) for o in logits], dim=1)[..., 0]
+        box_deltas = torch.cat([per_anchor(d, 4) for d in deltas], dim=1)
+        return objectness, box_deltas, anchors, per_level
 
     def propose(
         self,
@@ -134,6 +141,33 @@ class RegionProposalNetwork(nn.Module):
             keep = batched_nms(boxes, image_scores, image_levels, self.cfg.rpn_nms_thresh)
             proposals.append(boxes[keep[:post_n]])
         return proposals
+
+    def propose_padded(
+        self,
+        objectness: Tensor,  # [N, total] logits
+        box_deltas: Tensor,  # [N, total, 4]
+        anchors: Tensor,  # [total, 4], the same for every image (one image size)
+        size: tuple[int, int],
+        per_level: list[int],
+    ) -> tuple[Tensor, Tensor]:
+        """propose in fixed shapes, inference only: [N, post_nms_top_n, 4] proposals in score
+        order and their validity [N, post_nms_top_n]. Nothing is compacted: boxes that are too
+        small or score too low get class -1, and fixed-size batched NMS pads with -1."""
+        cfg = self.cfg
+        top, levels = top_per_level(objectness, per_level, cfg.rpn_pre_nms_top_n_test)  # [N, P]
+        scores = objectness.gather(1, top).sigmoid()
+        codes = box_deltas.gather(1, top[..., None].expand(-1, -1, 4))
+        boxes, big_enough = decode_clip_boxes(
+            codes.reshape(-1, 4), anchors[top.reshape(-1)], RPN_WEIGHTS, size, MIN_PROPOSAL_SIDE
+        )
+        boxes = boxes.reshape(top.shape[0], top.shape[1], 4)
+        valid = big_enough.reshape(top.shape) & (scores >= cfg.rpn_score_thresh)
+        classes = torch.where(valid, levels.expand_as(top), -1)
+        keep, _ = batched_nms_padded(
+            boxes, scores, classes, cfg.rpn_nms_thresh, cfg.rpn_post_nms_top_n_test
+        )
+        proposals = boxes.gather(1, keep.clamp(min=0)[..., None].expand(-1, -1, 4))
+        return proposals, keep >= 0
 
     def assign_targets(
         self, anchors: list[Tensor], targets: list[dict[str, Tensor]]

@@ -97,6 +97,31 @@ def _select_maps(x: dict[str, Tensor], featmap_names: list[str]) -> list[Tensor]
     return maps
 
 
+def _nearest_power_of_two(value: float) -> float:
+    """2 ** round(log2(value)) for value > 0: the power of two p with p / sqrt(2) <= value <
+    p * sqrt(2). In Python floats and without logs -- TorchScript has no math.log2, and a tensor
+    would make the scale data under torch.export. torchvision rounds a float32 log2: the same power
+    for every value not within float32 rounding of a boundary 2^(k + 1/2), which the ratio of a
+    map's height to an image's never is at FPN strides."""
+    sqrt2 = 1.4142135623730951  # a local: TorchScript takes no float globals
+    power = 1.0
+    while value < power / sqrt2:
+        power = power / 2.0
+    while value >= power * sqrt2:
+        power = power * 2.0
+    return power
+
+
+def _level_of_scale(scale: float) -> int:
+    """k for a map of scale 2^-k (its FPN level: P2 has scale 1/4), exactly."""
+    level = 0
+    while scale < 1.0:
+        scale, level = scale * 2.0, level + 1
+    while scale > 1.0:
+        scale, level = scale / 2.0, level - 1
+    return level
+
+
 def _infer_scales(features: list[Tensor], image_shapes: list[tuple[int, int]]) -> list[float]:
     """Per map, the power of two closest to map height / largest image height (torchvision's)."""
     if len(image_shapes) == 0:
@@ -108,9 +133,16 @@ def _infer_scales(features: list[Tensor], image_shapes: list[tuple[int, int]]) -
         largest = max(largest, shape[0])
     scales: list[float] = []
     for feature in features:
-        approx = float(feature.shape[-2]) / float(largest)
-        scales.append(2.0 ** float(torch.tensor(approx).log2().round()))
+        scales.append(_nearest_power_of_two(float(feature.shape[-2]) / float(largest)))
     return scales
+
+
+def _levels_for_maps(
+    rois: Tensor, scales: list[float], canonical_scale: int, canonical_level: int
+) -> Tensor:
+    """FPN level of every RoI as an index into the maps of `scales` (the first is level 0)."""
+    k_min, k_max = _level_of_scale(scales[0]), _level_of_scale(scales[-1])
+    return assign_levels(rois, k_min, k_max, float(canonical_scale), float(canonical_level))
 
 
 def _is_tracing() -> bool:
@@ -148,11 +180,7 @@ def _multi_scale_pool(
     rois = boxes_to_rois(boxes)
     if len(maps) == 1:
         return roi_align(maps[0], rois, output_size, scales[0], sampling_ratio)
-    # The level of a map is -log2(scale): P2 (scale 1/4) is level 2. (Through a tensor: TorchScript
-    # has no math.log2; the scales are powers of two, so the result is exact either way.)
-    k_min = int(-torch.tensor(scales[0]).log2().item())
-    k_max = int(-torch.tensor(scales[-1]).log2().item())
-    levels = assign_levels(rois, k_min, k_max, float(canonical_scale), float(canonical_level))
+    levels = _levels_for_maps(rois, scales, canonical_scale, canonical_level)
     return multi_scale_roi_align(maps, rois, levels, output_size, scales, sampling_ratio)
 
 
@@ -217,3 +245,26 @@ class MultiScaleRoIAlign(nn.Module):
             f"{self.__class__.__name__}(featmap_names={self.featmap_names}, "
             f"output_size={self.output_size}, sampling_ratio={self.sampling_ratio})"
         )
+
+
+def pool_padded(
+    pooler: MultiScaleRoIAlign,
+    x: dict[str, Tensor],
+    boxes: Tensor,
+    valid: Tensor,
+    image_size: tuple[int, int],
+) -> Tensor:
+    """pooler's forward in fixed shapes, for N images of one size (roiops.models.StaticMaskRCNN):
+    boxes [N, R, 4] of which valid [N, R] are real; an invalid box pools to a zero row (level -1).
+    The scales are inferred on every call, not cached. Returns [N * R, C, PH, PW]. (A function,
+    not a method: TorchScript compiles every method of a module it scripts.)"""
+    maps = _select_maps(x, pooler.featmap_names)
+    scales = _infer_scales(maps, [image_size])
+    n, r = boxes.shape[0], boxes.shape[1]
+    image = torch.arange(n, device=boxes.device, dtype=boxes.dtype)[:, None, None]
+    rois = torch.cat([image.expand(n, r, 1), boxes], dim=2).reshape(-1, 5)
+    levels = _levels_for_maps(rois, scales, pooler.canonical_scale, pooler.canonical_level)
+    levels = torch.where(valid.reshape(-1), levels, -1)
+    return multi_scale_roi_align(
+        maps, rois, levels, pooler.output_size, scales, pooler.sampling_ratio
+    )

@@ -26,8 +26,7 @@ NAMESPACE = "roiops_emulated_cuda"
 
 def _sources(build_dir: Path) -> list[str]:
     # A .cu file is compiled as C++ through a one-line wrapper, so that cpp_extension does not hand
-    # it
-    # to nvcc; new kernel files are picked up without touching this list.
+    # it to nvcc; new kernel files are picked up without touching this list.
     wrappers = build_dir / "wrappers"
     wrappers.mkdir(parents=True, exist_ok=True)
     sources = []
