@@ -18,6 +18,16 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def writable_directory(path: str) -> Path:
     """The --out check, before any work: make the folder and write a file in it."""
     out = Path(path)
@@ -35,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m roiops", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,bench}")
 
-    from .demo import DEFAULT_STEPS
+    from .demo import DEFAULT_MINUTES, DEFAULT_STEPS
 
     demo = commands.add_parser(
         "demo",
@@ -52,6 +62,14 @@ def _parser() -> argparse.ArgumentParser:
         help=f"training steps of 8 images (default: {DEFAULT_STEPS}; 0: evaluate untrained)",
     )
     demo.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default: 0)")
+    demo.add_argument(
+        "--minutes",
+        type=_positive_float,
+        default=DEFAULT_MINUTES,
+        help=f"training time budget (default: {DEFAULT_MINUTES:g}, which keeps the whole demo "
+        "within 5 minutes on a slow 2-core CPU): the speed of the first steps fits the schedule "
+        "to it, so a slow machine trains fewer steps",
+    )
 
     bench = commands.add_parser(
         "bench",
@@ -92,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:
             parser.error(str(err))
         demo.check_dependencies()
-        demo.run(out, steps=args.steps, seed=args.seed)
+        demo.run(out, steps=args.steps, seed=args.seed, minutes=args.minutes)
         return 0
     from . import bench
 

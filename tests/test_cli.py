@@ -4,6 +4,7 @@ full-length demo and the benchmark table are recorded measurements (README), not
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 
@@ -36,12 +37,28 @@ def test_shapes_targets_match_their_masks():
     assert torch.equal(again[0], first[0]) and torch.equal(again[1]["masks"], first[1]["masks"])
 
 
+def test_demo_training_fits_its_time_budget(monkeypatch):
+    """On a clock where every reading is a second later, the first steps look slow: the schedule is
+    shortened to the steps that fit the budget (not cut at the budget), and a budget already spent
+    after the first step stops training there."""
+    from roiops.demo import model, train
+
+    clock = iter(range(10**6))
+    monkeypatch.setattr(train.time, "perf_counter", lambda: float(next(clock)))
+    torch.manual_seed(0)
+    fitted = train.train(model.small_maskrcnn(), 100, 1, seed=0, stream=io.StringIO(), seconds=60)
+    assert train.TIMED_STEPS < len(fitted) < 100
+    spent = train.train(model.small_maskrcnn(), 100, 1, seed=0, stream=io.StringIO(), seconds=0.5)
+    assert len(spent) == 1
+
+
 def test_demo_writes_metrics_and_picture(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--steps", "3", "--seed", "1"]) == 0
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     for key in ("box_AP", "box_AP50", "box_AP75", "mask_AP", "mask_AP50", "mask_AP75"):
         assert 0.0 <= metrics[key] <= 1.0, key
-    assert metrics["steps"] == 3 and metrics["seed"] == 1
+    assert metrics["steps"] == metrics["planned_steps"] == 3 and metrics["seed"] == 1
+    assert metrics["minutes"] == 4.4  # the default budget, which 3 steps stay far within
     assert np.isfinite(metrics["final_loss"])
     picture = Image.open(tmp_path / "demo" / "detections.png")
     assert picture.format == "PNG" and picture.width > 1000 and picture.height > 700
@@ -74,6 +91,8 @@ def test_coco_metrics_of_the_ground_truth_are_perfect():
         (["demo", "--steps", "-1"], "argument --steps: must be >= 0, got -1"),
         (["demo", "--steps", "ten"], "argument --steps: expected a whole number, got 'ten'"),
         (["demo", "--seed", "-2"], "argument --seed: must be >= 0"),
+        (["demo", "--minutes", "0"], "argument --minutes: must be a positive number, got 0"),
+        (["demo", "--minutes", "soon"], "argument --minutes: expected a number, got 'soon'"),
         (["bench", "--dtypes", "float64"], "--dtypes 'float64': expected some of float32"),
         (["bench", "--min-run-time", "0"], "--min-run-time must be > 0 seconds"),
         (["bench", "--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
