@@ -20,8 +20,8 @@ import torch
 
 DEFAULT_STEPS = 800
 # The training's share of a 5-minute demo on a slow 2-core machine (set-up and evaluation of the
-# 200 held-out images take up to ~30 s there).
-DEFAULT_MINUTES = 4.4
+# 200 held-out images take ~5 s on the recording machine, ~15 s at a third of its speed).
+DEFAULT_MINUTES = 4.6
 BATCH_SIZE = 8
 HELD_OUT_IMAGES = 200
 DRAWN_IMAGES = 6
