@@ -87,8 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--all",
         action="store_true",
-        help="also the slow cases: StaticMaskRCNN eager and compiled (on a 2-core CPU: about 11 "
-        "more minutes), and on CUDA the deterministic-mode backward (about 80 s on an H200)",
+        help="also the slow cases: on the CPU the Mask R-CNN rows but the 1-image inference "
+        "(2 images, per stage, StaticMaskRCNN eager and compiled: ~30 more minutes on 2 cores), on "
+        "CUDA the deterministic-mode backward (about 80 s on an H200)",
     )
     bench.add_argument(
         "--min-run-time",

@@ -165,7 +165,9 @@ def test_bench_selects_the_extended_cases_only_with_all(tmp_path):
     assert set(default) < set(everything)
     assert not any("StaticMaskRCNN" in name for name, _ in default)
     assert ("StaticMaskRCNN compiled, 2 images (800x1067)", "float32") in everything
-    assert ("Mask R-CNN stage: paste masks (2 images)", "float32") in default
+    assert ("Mask R-CNN stage: paste masks (2 images)", "float32") in everything
+    assert ("Mask R-CNN stage: paste masks (2 images)", "float32") not in default
+    assert ("Mask R-CNN inference, 1 image (800x1067)", "float32") in default
     # whole-model cases run in float32 only; op cases in every asked dtype, float32 first
     assert ("Mask R-CNN inference, 1 image (800x1067)", "float16") not in default
     assert default[0] == ("roi_align fwd, box head (1000 RoIs, 7x7, P2)", "float32")

@@ -72,7 +72,7 @@ def select(cases: list, options: Options) -> list[tuple]:
         for dtype in options.dtypes
         for case in cases
         if options.filter in case.name
-        and (options.everything or not case.extended)
+        and (options.everything or options.device.type not in case.extended_on)
         and options.device.type in case.devices
         and (case.dtypes is None or dtype in case.dtypes)
     ]

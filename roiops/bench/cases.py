@@ -30,7 +30,8 @@ class Case:
     prepare: Callable[[torch.device, torch.dtype], Prepared]
     devices: tuple[str, ...] = ("cpu", "cuda")  # device types the case means something on
     dtypes: tuple[str, ...] | None = None  # the table dtypes it runs in (None: all)
-    extended: bool = False  # run only with `bench --all`: slow (minutes each on a small CPU)
+    # device types on which the case runs only with `bench --all`: slow to set up or to time there
+    extended_on: tuple[str, ...] = ()
 
 
 def proposals(num: int, batch: int, generator: torch.Generator) -> torch.Tensor:
@@ -292,7 +293,7 @@ CASES = [
         "roi_align fwd+bwd, box head, deterministic mode",
         within(deterministic_mode, roi_align_case(1000, 7, True)),
         ("cuda",),
-        extended=True,
+        extended_on=("cuda",),
     ),
     Case(
         "roi_align fwd+bwd, box head, autocast bf16 (bf16 maps)",
@@ -320,11 +321,14 @@ CASES = [
 ]
 
 # The whole Mask R-CNN, roiops' model against torchvision's (model_cases.py); float32 weights only.
+# On a CPU one image is the default (4 s a call on 2 cores); two images, the static model and the
+# per-stage rows (~20 minutes in all there) come with --all. On a GPU they take seconds.
 CASES += [
     Case(
         f"Mask R-CNN inference, {n} image{'s' * (n > 1)} (800x1067{', 800x1200' * (n > 1)})",
         whole_model(n),
         dtypes=("float32",),
+        extended_on=("cpu",) if n > 1 else (),
     )
     for n in (1, 2)
 ]
@@ -334,12 +338,17 @@ CASES += [
         static_model(n, mode),
         devices=("cpu",),  # on CUDA the compiled model wants CUDA graphs: scripts/gpu_check.sh
         dtypes=("float32",),
-        extended=True,
+        extended_on=("cpu",),
     )
     for mode, counts in [("eager", (1, 2)), ("compiled", (1, 2)), ("compiled-fast", (2,))]
     for n in counts
 ]
 CASES += [
-    Case(f"Mask R-CNN stage: {name} (2 images)", stage(name), dtypes=("float32",))
+    Case(
+        f"Mask R-CNN stage: {name} (2 images)",
+        stage(name),
+        dtypes=("float32",),
+        extended_on=("cpu",),
+    )
     for name in STAGES
 ]
