@@ -299,3 +299,22 @@ def test_sample_points_opcheck(device):
     mixed = torch.tensor([[0, 8.0, 12.0, 150, 90], [0, 30.5, 4.25, 61, 140]], device=device)
     utils = ("test_schema", "test_autograd_registration", "test_faketensor")
     torch.library.opcheck(op, (mixed, 0.25, 7, 5, -1, True), test_utils=utils)
+
+
+def test_scale_inference_rounds_to_the_nearest_power_of_two_and_refuses_nonsense():
+    """torchvision's 2 ** round(log2(map height / image height)), without logs; boundaries at
+    2^(k + 1/2) (0.3536 between 1/4 and 1/2). A zero, infinite or NaN ratio raises (no endless
+    loop)."""
+    from roiops.ops.poolers import _level_of_scale, _nearest_power_of_two
+
+    cases = {0.25: 0.25, 0.26: 0.25, 0.35: 0.25, 0.36: 0.5, 1.0: 1.0, 3.0: 4.0, 200 / 800: 0.25}
+    for value, power in cases.items():
+        assert _nearest_power_of_two(value) == power, value
+        expected = 2.0 ** float(torch.tensor(value).log2().round())  # torchvision's way
+        assert _nearest_power_of_two(value) == expected, value
+    assert [_level_of_scale(s) for s in (1 / 4, 1 / 32, 1.0, 2.0)] == [2, 5, 0, -1]
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError):
+            _nearest_power_of_two(bad)
+        with pytest.raises(ValueError):
+            _level_of_scale(bad)

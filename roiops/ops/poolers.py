@@ -103,6 +103,11 @@ def _nearest_power_of_two(value: float) -> float:
     would make the scale data under torch.export. torchvision rounds a float32 log2: the same power
     for every value not within float32 rounding of a boundary 2^(k + 1/2), which the ratio of a
     map's height to an image's never is at FPN strides."""
+    if not 0.0 < value < float("inf"):  # (else the loops below would not end)
+        raise ArgumentValueError(
+            f"cannot infer a feature map's scale from the ratio {value} of its height to the "
+            "image's"
+        )
     sqrt2 = 1.4142135623730951  # a local: TorchScript takes no float globals
     power = 1.0
     while value < power / sqrt2:
@@ -114,6 +119,8 @@ def _nearest_power_of_two(value: float) -> float:
 
 def _level_of_scale(scale: float) -> int:
     """k for a map of scale 2^-k (its FPN level: P2 has scale 1/4), exactly."""
+    if not 0.0 < scale < float("inf"):
+        raise ArgumentValueError(f"a feature map's scale must be a positive number, got {scale}")
     level = 0
     while scale < 1.0:
         scale, level = scale * 2.0, level + 1
