@@ -4,6 +4,7 @@ describes each."""
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -50,9 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="train a small Mask R-CNN on synthetic shapes (CPU, minutes), evaluate, draw",
-        description="Trains roiops' Mask R-CNN with a small backbone on seeded synthetic shapes on "
-        "the CPU, evaluates it on held-out images with COCO's metrics (pycocotools) and writes "
-        "OUT/metrics.json and OUT/detections.png.",
+        description="Trains roiops' Mask R-CNN with a small backbone on seeded synthetic shapes "
+        "(on the CPU, or GPUs with --device cuda; in one process, or data-parallel in several: "
+        "--nproc N, or `torchrun --nproc-per-node N -m roiops demo`), evaluates it on held-out "
+        "images with COCO's metrics (pycocotools) and writes OUT/metrics.json and "
+        "OUT/detections.png.",
     )
     demo.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
     demo.add_argument(
@@ -69,6 +72,21 @@ def _parser() -> argparse.ArgumentParser:
         help=f"training time budget (default: {DEFAULT_MINUTES:g}, which keeps the whole demo "
         "within 5 minutes on a slow 2-core CPU): the speed of the first steps fits the schedule "
         "to it, so a slow machine trains fewer steps",
+    )
+
+    demo.add_argument(
+        "--nproc",
+        type=_non_negative_int,
+        default=None,
+        help="train data-parallel in this many processes started here (1, 2, 4 or 8: each takes "
+        "its share of every batch; DistributedDataParallel, gloo on the CPU, nccl with --device "
+        "cuda); rank 0 evaluates and writes. Under torchrun leave it out: torchrun starts them",
+    )
+    demo.add_argument(
+        "--device",
+        default="cpu",
+        choices=["cpu", "cuda"],
+        help="default: cpu; cuda: one GPU per process",
     )
 
     bench = commands.add_parser(
@@ -105,13 +123,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "demo":
         from . import demo
+        from .demo import distributed
 
         try:
             out = writable_directory(args.out)
         except ValueError as err:
             parser.error(str(err))
         demo.check_dependencies()
-        demo.run(out, steps=args.steps, seed=args.seed, minutes=args.minutes)
+        try:
+            distributed.check(args.nproc, args.device, demo.BATCH_SIZE)
+        except ValueError as err:
+            parser.error(str(err))
+        work = functools.partial(
+            demo.run, out, steps=args.steps, seed=args.seed, minutes=args.minutes
+        )
+        distributed.run(work, args.nproc, args.device)
         return 0
     from . import bench
 

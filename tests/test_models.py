@@ -356,6 +356,19 @@ def test_bad_images_give_clear_errors(mask_pair):
         model([torch.rand(3, 1, 2000)])
 
 
+@pytest.mark.parametrize("image_device", ["meta"] + (["cuda"] if torch.cuda.is_available() else []))
+@pytest.mark.parametrize("training", [False, True])
+def test_images_not_on_the_models_device_are_refused(mask_pair, image_device, training):
+    """As after wrapping a CPU model in DistributedDataParallel and moving the wrapper (or never
+    moving the model): the error names both devices and the fix, not a convolution's complaint."""
+    model = roiops.models.maskrcnn_resnet50_fpn(**SMALL_DETECTOR).train(training)
+    images = [torch.rand(3, 64, 64), torch.rand(3, 64, 64, device=image_device)]
+    targets = [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}] * 2
+    message = rf"images\[1\] is on {image_device}(:0)? but the model's parameters are on cpu: "
+    with pytest.raises(ValueError, match=message + r"move the model with model.to\(device\)"):
+        model(images, targets if training else None)
+
+
 @torch.no_grad()
 def test_an_image_smaller_than_one_stride_works_like_torchvision(mask_pair):
     tv, ours = mask_pair

@@ -1,7 +1,8 @@
-"""`python -m roiops demo`: train a small Mask R-CNN on synthetic shapes on the CPU, evaluate it
-with COCO's metrics and draw its detections.
+"""`python -m roiops demo`: train a small Mask R-CNN on synthetic shapes (on the CPU by default, in
+one process or several), evaluate it with COCO's metrics and draw its detections.
 
     shapes.py    the seeded dataset (squares, circles, triangles with boxes and masks)
+    distributed.py  one process, or several (--nproc N, or torchrun) training data-parallel
     model.py     roiops' Mask R-CNN around a small backbone (roiops.models.detector.assemble)
     train.py     AdamW with warm-up and cosine decay, a progress bar
     evaluate.py  COCO box / mask AP with pycocotools
@@ -17,6 +18,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from .distributed import Process
 
 DEFAULT_STEPS = 800
 # The training's share of a 5-minute demo on a slow 2-core machine (set-up and evaluation of the
@@ -48,31 +51,38 @@ def run(
     seed: int = 0,
     stream=None,
     minutes: float | None = DEFAULT_MINUTES,
-) -> dict:
+    process: Process | None = None,
+) -> dict | None:
     """Trains (at most `steps` steps, fitted into `minutes` of training when given), evaluates and
-    draws; writes out/metrics.json and out/detections.png and returns the metrics."""
+    draws; writes out/metrics.json and out/detections.png and returns the metrics. With several
+    processes (distributed.run calls this in each), all train and the main one (rank 0) evaluates,
+    writes and returns the metrics; the others return None."""
     import numpy as np
 
     from . import draw, evaluate, model, shapes, train
 
+    process = process or Process()
     stream = stream or sys.stderr
     torch.manual_seed(seed)
-    detector = model.small_maskrcnn()
-    held_out_images, held_out_targets = shapes.batch(
-        np.random.default_rng([seed, 1]), HELD_OUT_IMAGES
-    )
-    budget = f", at most {minutes:g} minutes" if minutes is not None else ""
-    print(
-        f"training a small Mask R-CNN on synthetic shapes: {steps} steps of {BATCH_SIZE} "
-        f"{shapes.IMAGE_SIZE}x{shapes.IMAGE_SIZE} images{budget}, {torch.get_num_threads()} CPU "
-        "threads",
-        file=stream,
-    )
+    detector = model.small_maskrcnn().to(process.device)
+    if process.is_main:
+        budget = f", at most {minutes:g} minutes" if minutes is not None else ""
+        print(
+            f"training a small Mask R-CNN on synthetic shapes: {steps} steps of {BATCH_SIZE} "
+            f"{shapes.IMAGE_SIZE}x{shapes.IMAGE_SIZE} images{budget}, {_where(process)}",
+            file=stream,
+        )
     start = time.perf_counter()
     seconds = None if minutes is None else 60.0 * minutes
-    losses = train.train(detector, steps, BATCH_SIZE, seed, stream, seconds) if steps else []
+    losses = []
+    if steps:
+        losses = train.train(detector, steps, BATCH_SIZE, seed, stream, seconds, process)
     train_seconds = time.perf_counter() - start
+    if not process.is_main:
+        return None
     start = time.perf_counter()
+    held_out = shapes.ShapesDataset(seed, part=1, length=HELD_OUT_IMAGES)
+    held_out_images, held_out_targets = shapes.as_lists(list(held_out))
     outputs = evaluate.predict(detector, held_out_images)
     metrics = evaluate.coco_metrics(held_out_targets, outputs)
     eval_seconds = time.perf_counter() - start
@@ -82,6 +92,8 @@ def run(
         "planned_steps": steps,
         "minutes": minutes,
         "batch_size": BATCH_SIZE,
+        "processes": process.world_size,
+        "device": process.device.type,
         "seed": seed,
         "held_out_images": HELD_OUT_IMAGES,
         "final_loss": float(np.mean(losses[-20:])) if losses else None,
@@ -107,3 +119,13 @@ def run(
         file=stream,
     )
     return report
+
+
+def _where(process: Process) -> str:
+    if process.device.type == "cuda":
+        gpus = f"{process.world_size} GPUs" if process.world_size > 1 else "a GPU"
+        return f"on {gpus}"
+    threads = f"{torch.get_num_threads()} CPU thread{'s' * (torch.get_num_threads() > 1)}"
+    if process.world_size == 1:
+        return threads
+    return f"{process.world_size} processes (DistributedDataParallel, gloo) of {threads} each"

@@ -23,10 +23,13 @@ def _xywh(box: list[float]) -> list[float]:
 
 @torch.no_grad()
 def predict(model, images: list[torch.Tensor], batch_size: int = 16) -> list[dict]:
+    """The model's detections of `images`, on the CPU whatever the model's device."""
     model.eval()
+    device = next(model.parameters()).device
     outputs = []
     for start in range(0, len(images), batch_size):
-        outputs += model(images[start : start + batch_size])
+        batch = [image.to(device) for image in images[start : start + batch_size]]
+        outputs += [{k: v.cpu() for k, v in out.items()} for out in model(batch)]
     return outputs
 
 

@@ -85,6 +85,23 @@ def sample(rng: np.random.Generator, size: int = IMAGE_SIZE) -> tuple[torch.Tens
     return pixels.permute(2, 0, 1).contiguous(), target
 
 
-def batch(rng: np.random.Generator, count: int) -> tuple[list[torch.Tensor], list[dict]]:
-    images, targets = zip(*(sample(rng) for _ in range(count)))
-    return list(images), list(targets)
+class ShapesDataset(torch.utils.data.Dataset):
+    """`length` images of one seeded set (`part` 0 the training images, 1 the held-out ones). Image
+    i is drawn from its own generator, seeded by (seed, part, i): any process draws any image, so a
+    DistributedSampler can hand each rank its share of a batch and every image is seen once."""
+
+    def __init__(self, seed: int, part: int, length: int) -> None:
+        self.seed, self.part, self.length = seed, part, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
+        if not 0 <= index < self.length:
+            raise IndexError(f"image {index} of a set of {self.length}")
+        return sample(np.random.default_rng([self.seed, self.part, index]))
+
+
+def as_lists(items: list[tuple[torch.Tensor, dict]]) -> tuple[list[torch.Tensor], list[dict]]:
+    """A DataLoader's collate_fn: images of a batch and their targets as the model takes them."""
+    return [image for image, _ in items], [target for _, target in items]

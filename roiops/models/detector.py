@@ -46,6 +46,7 @@ class MaskRCNN(nn.Module):
     def forward(
         self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
     ) -> list[dict[str, Tensor]] | dict[str, Tensor]:
+        self._check_device(images)
         if self.training:
             self._check_targets(images, targets)
         original_sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
@@ -56,6 +57,20 @@ class MaskRCNN(nn.Module):
         if self.training:
             return {**head_losses, **rpn_losses}
         return self.transform.postprocess(detections, images.image_sizes, original_sizes)
+
+    def _check_device(self, images: list[Tensor]) -> None:
+        """Images where the parameters are not: say which, and the usual cause (a model wrapped in
+        DistributedDataParallel, then moved, or never moved), before a convolution fails on it."""
+        parameter = next(self.parameters(), None)
+        if parameter is None:
+            return
+        for i, image in enumerate(images):
+            if isinstance(image, Tensor) and image.device != parameter.device:
+                raise ArgumentValueError(
+                    f"images[{i}] is on {image.device} but the model's parameters are on "
+                    f"{parameter.device}: move the model with model.to(device) before wrapping it "
+                    "in DistributedDataParallel (or move the images)"
+                )
 
     def _check_targets(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None):
         if targets is None:
