@@ -106,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
         "--all",
         action="store_true",
         help="also the slow cases: on the CPU the Mask R-CNN rows but the 1-image inference "
-        "(2 images, per stage, StaticMaskRCNN eager and compiled: ~30 more minutes on 2 cores), on "
+        "(2 images, per stage, StaticMaskRCNN eager and compiled: tens of minutes on 2 cores), on "
         "CUDA the deterministic-mode backward (about 80 s on an H200)",
     )
     bench.add_argument(

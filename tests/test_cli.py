@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -142,6 +143,22 @@ def test_time_pair_interleaves_the_two_sides():
     # one call of each side, then 3 rounds of a run of ours followed by a run of theirs
     runs = [side for k, side in enumerate(calls) if k == 0 or calls[k - 1] != side]
     assert runs == ["ours", "theirs"] * 4
+
+
+def test_time_pair_times_a_call_longer_than_a_round_once_per_round():
+    """A side whose call outlasts a round's share of min_run_time runs once per round (no untimed
+    block-size estimate beside it); the other keeps blocked_autorange's many calls."""
+    calls = []
+
+    def slow():
+        calls.append("slow")
+        time.sleep(0.02)
+
+    prepared = timing.Prepared(slow, lambda: calls.append("fast"), 0)
+    slow_seconds, fast_seconds = timing.time_pair(prepared, min_run_time=0.03, rounds=3)
+    assert calls.count("slow") == 2 + 3  # the untimed first call, the deciding call, 3 rounds
+    assert calls.count("fast") > 3 * 10
+    assert 0.02 <= slow_seconds < 1.0 and fast_seconds < 0.001
 
 
 def test_bench_selects_the_extended_cases_only_with_all(tmp_path):

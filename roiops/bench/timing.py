@@ -5,6 +5,7 @@ the CUDA synchronisation and the thread count."""
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,17 +22,32 @@ class Prepared:
 
 def time_pair(prepared: Prepared, min_run_time: float, rounds: int) -> tuple[float, float]:
     """Median seconds per call of roiops' and torchvision's side over `rounds` rounds; each round
-    runs blocked_autorange on one side, then on the other, for min_run_time / rounds seconds
-    each (its block-size estimate warms the side up again after the other ran)."""
+    times one side, then the other, for min_run_time / rounds seconds each: blocked_autorange,
+    whose block-size estimate warms the side up again after the other ran -- or, for a side whose
+    call alone outlasts the round, one call (the estimate would be one more untimed call of it:
+    half of a slow case's time, no more samples)."""
     threads = torch.get_num_threads()
-    timers = [
-        Timer("fn()", globals={"fn": fn}, num_threads=threads)
-        for fn in (prepared.ours, prepared.theirs)
-    ]
+    per_round = min_run_time / rounds
+    sides = []
     for fn in (prepared.ours, prepared.theirs):
-        fn()  # first calls (lazy initialisation, a compiled case's compilation) are not timed
+        timer = Timer("fn()", globals={"fn": fn}, num_threads=threads)
+        fn()  # the first call (lazy initialisation, a compiled case's compilation) is not timed
+        if _one_call(fn) > per_round:
+            sides.append(lambda fn=fn: [_one_call(fn)])
+        else:
+            sides.append(lambda timer=timer: timer.blocked_autorange(min_run_time=per_round).times)
     samples: list[list[float]] = [[], []]
     for _ in range(rounds):
-        for side, timer in enumerate(timers):
-            samples[side] += timer.blocked_autorange(min_run_time=min_run_time / rounds).times
+        for side, measure in enumerate(sides):
+            samples[side] += measure()
     return statistics.median(samples[0]), statistics.median(samples[1])
+
+
+def _one_call(fn: Callable[[], object]) -> float:
+    """Seconds of one call, GPU work included (Timer.timeit(1) would add two warm-up calls)."""
+    synchronize = torch.cuda.synchronize if torch.cuda.is_available() else lambda: None
+    synchronize()
+    start = time.perf_counter()
+    fn()
+    synchronize()
+    return time.perf_counter() - start
