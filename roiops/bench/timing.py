@@ -1,6 +1,6 @@
 """Timing one case: roiops' callable and torchvision's, interleaved round by round in this process
 so that a slow phase of a noisy machine hits both sides alike; torch.utils.benchmark.Timer handles
-the CUDA synchronisation and the thread count."""
+the CUDA synchronisation and the thread count (_one_call, for slow calls, synchronises itself)."""
 
 from __future__ import annotations
 

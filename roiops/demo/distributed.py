@@ -46,9 +46,9 @@ def launched_by_torchrun() -> bool:
     return "WORLD_SIZE" in os.environ
 
 
-def check(nproc: int | None, device: str, batch_size: int) -> int:
-    """The number of processes the demo will run in, or a ValueError saying what is wrong with
-    --nproc, --device or torchrun's environment; called before any work."""
+def check(nproc: int | None, device: str, batch_size: int) -> None:
+    """A ValueError saying what is wrong with --nproc, --device or torchrun's environment, if
+    anything is; called before any work."""
     if launched_by_torchrun():
         if nproc is not None:
             raise ValueError(
@@ -84,7 +84,6 @@ def check(nproc: int | None, device: str, batch_size: int) -> int:
                 f"--device cuda: {per_machine} process(es) on this machine need one GPU each, "
                 f"and this machine has {gpus}"
             )
-    return world_size
 
 
 def run(work: Callable[..., object], nproc: int | None, device: str) -> None:
