@@ -84,10 +84,10 @@ def test_two_processes_train_and_rank_0_alone_reports(launcher, tmp_path):
 
 
 AGREEMENT = """
-import itertools, json, io, time, torch
+import functools, itertools, json, io, sys, time, torch
 from roiops.demo import distributed, model, train
 
-def work(process):
+def work(folder, process):
     # Rank 1's clock runs four times as fast as rank 0's: alone, rank 0 would fit 46 steps into
     # the 90 "seconds" and rank 1 22 -- and rank 0 would wait for rank 1 in DDP's all-reduce for
     # ever. Together they decide from their mean time: 30 steps.
@@ -97,10 +97,12 @@ def work(process):
     history = train.train(
         model.small_maskrcnn(), 100, 2, seed=0, stream=io.StringIO(), seconds=90, process=process
     )
-    print(json.dumps({"rank": process.rank, "steps": len(history), "last": history[-1]}))
+    report = {"steps": len(history), "last": history[-1]}
+    with open(f"{folder}/rank{process.rank}.json", "w") as file:
+        json.dump(report, file)
 
 if __name__ == "__main__":
-    distributed.run(work, 2, "cpu")
+    distributed.run(functools.partial(work, sys.argv[1]), 2, "cpu")
 """
 
 
@@ -111,15 +113,41 @@ def test_the_processes_agree_on_the_time_budget(tmp_path):
     script = tmp_path / "agreement.py"
     script.write_text(textwrap.dedent(AGREEMENT))
     done = subprocess.run(
-        [sys.executable, "-P", str(script)], capture_output=True, text=True, timeout=300
+        [sys.executable, "-P", str(script), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    reports = sorted(
-        (json.loads(line) for line in done.stdout.splitlines()), key=lambda r: r["rank"]
+    rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert rank0["steps"] == rank1["steps"] == 30
+    assert rank0["last"] == rank1["last"]  # the loss of the step, averaged over both
+
+
+FAILING_RANK = """
+import io
+from roiops.demo import distributed, model, train
+
+def work(process):
+    if process.rank == 1:
+        raise RuntimeError("rank 1 cannot go on")
+    train.train(model.small_maskrcnn(), 3, 2, seed=0, stream=io.StringIO(), process=process)
+
+if __name__ == "__main__":
+    distributed.run(work, 2, "cpu")
+"""
+
+
+def test_a_failing_process_ends_the_run_with_its_error(tmp_path):
+    """Rank 0 waits in DDP's first all-reduce for a rank that died: the launcher must end it and
+    report rank 1's error, within seconds, not after gloo's 30-minute timeout."""
+    script = tmp_path / "failing.py"
+    script.write_text(textwrap.dedent(FAILING_RANK))
+    done = subprocess.run(
+        [sys.executable, "-P", str(script)], capture_output=True, text=True, timeout=120
     )
-    assert [r["rank"] for r in reports] == [0, 1]
-    assert reports[0]["steps"] == reports[1]["steps"] == 30
-    assert reports[0]["last"] == reports[1]["last"]  # the loss of the step, averaged over both
+    assert done.returncode != 0
+    assert "RuntimeError: rank 1 cannot go on" in done.stderr
 
 
 @pytest.mark.parametrize(

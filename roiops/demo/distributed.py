@@ -7,7 +7,9 @@ trains under DistributedDataParallel (gloo on CPUs, nccl on GPUs) and rank 0 eva
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,6 +110,13 @@ def _spawned(rank: int, nproc: int, device: str, rendezvous: str, threads: int, 
     if device == "cpu":
         torch.set_num_threads(threads)
     _in_group(work, rank, rank, nproc, device, rendezvous)
+    # A spawned child, unlike a forked one, finalises the interpreter on its way out, and the C++
+    # threads of a communication library can abort it there ("terminate called without an active
+    # exception": pytorch/pytorch#109478, #190489); once in ~50 two-process runs here (2026-11-30,
+    # CI). The work is done and the group destroyed: leave as a forked child does.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _in_group(work, rank: int, local_rank: int, world_size: int, device: str, rendezvous: str):
@@ -120,7 +129,10 @@ def _in_group(work, rank: int, local_rank: int, world_size: int, device: str, re
         where = torch.device("cpu")
     backend = "nccl" if device == "cuda" else "gloo"
     dist.init_process_group(backend, init_method=rendezvous, rank=rank, world_size=world_size)
-    try:
-        work(process=Process(rank, world_size, where))
-    finally:
-        dist.destroy_process_group()
+    work(process=Process(rank, world_size, where))
+    # Rank 0 evaluates alone after training: the others wait for it here instead of tearing down
+    # their end of the group under it, then all leave together. (After a failure there is no
+    # teardown: the others may be inside a collective, and the launcher ends them.)
+    dist.barrier()
+    dist.destroy_process_group()
+    gc.collect()  # whatever still held the group goes now, while the interpreter is whole
