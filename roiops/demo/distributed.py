@@ -89,7 +89,9 @@ def check(nproc: int | None, device: str, batch_size: int) -> None:
 
 
 def run(work: Callable[..., object], nproc: int | None, device: str) -> None:
-    """Calls work(process=...) in each of the demo's processes (check() first)."""
+    """Calls work(process=...) in each of the demo's processes (check() first). With several,
+    each process exits once its work is done and the group is down (exit status 0): under
+    torchrun this does not return."""
     if launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1:
         rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
         _in_group(work, rank, local_rank, int(os.environ["WORLD_SIZE"]), device, "env://")
@@ -110,13 +112,6 @@ def _spawned(rank: int, nproc: int, device: str, rendezvous: str, threads: int, 
     if device == "cpu":
         torch.set_num_threads(threads)
     _in_group(work, rank, rank, nproc, device, rendezvous)
-    # A spawned child, unlike a forked one, finalises the interpreter on its way out, and the C++
-    # threads of a communication library can abort it there ("terminate called without an active
-    # exception": pytorch/pytorch#109478, #190489); once in ~50 two-process runs here (2026-11-30,
-    # CI). The work is done and the group destroyed: leave as a forked child does.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
 
 
 def _in_group(work, rank: int, local_rank: int, world_size: int, device: str, rendezvous: str):
@@ -136,3 +131,10 @@ def _in_group(work, rank: int, local_rank: int, world_size: int, device: str, re
     dist.barrier()
     dist.destroy_process_group()
     gc.collect()  # whatever still held the group goes now, while the interpreter is whole
+    # Finalising the interpreter on the way out, the C++ threads of a communication library can
+    # abort the process ("terminate called without an active exception": pytorch/pytorch#109478,
+    # #190489); it happened once in ~50 two-process runs here (2026-11-30, in CI). The work is
+    # done, the outputs closed and the group destroyed: leave as a forked child does.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
