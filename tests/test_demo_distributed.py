@@ -51,18 +51,8 @@ def _demo_command(launcher: str, out) -> list[str]:
     if launcher == "--nproc":
         return [sys.executable, "-P", "-m", "roiops", *demo, "--nproc", "2"]
     # --standalone: a rendezvous on this machine on a free port
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-    ] + [
-        "-m",
-        "roiops",
-        *demo,
-    ]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
+    return [*torchrun, "2", "-m", "roiops", *demo]
 
 
 @pytest.mark.parametrize("launcher", ["--nproc", "torchrun"])
