@@ -32,7 +32,7 @@ install: $(VENV)/.roiops-installed
 $(VENV)/.deps:
 	python3 -m venv $(VENV)
 	$(PIP_DEPS) torch==2.13.0 torchvision==0.28.0 ninja numpy pytest pytest-benchmark ruff \
-		pillow pycocotools matplotlib
+		pillow pycocotools matplotlib onnx==1.23.2 onnxscript==0.7.2 onnxruntime==1.32.0
 	touch $@
 
 $(VENV)/.roiops-installed: $(VENV)/.deps $(SOURCES)

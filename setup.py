@@ -223,8 +223,11 @@ setup(
     extras_require={
         # python -m roiops demo: drawing, and COCO's evaluation
         "demo": ["numpy", "pillow", "pycocotools"],
-        # python -m roiops bench: torchvision is the reference, matplotlib draws the chart
-        "bench": ["torchvision", "matplotlib"],
+        # torch.onnx.export of roiops' ops and models (both exporters), and ONNX Runtime to run them
+        "onnx": ["onnx", "onnxscript", "onnxruntime"],
+        # python -m roiops bench: torchvision is the reference, matplotlib draws the chart,
+        # ONNX Runtime runs the exported model's rows
+        "bench": ["torchvision", "matplotlib", "onnx", "onnxscript", "onnxruntime"],
     },
     ext_modules=ext_modules,
     cmdclass=cmdclass,

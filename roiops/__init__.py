@@ -10,8 +10,9 @@ from . import _extension
 
 _extension.load()
 
-from . import _autograd, _fake  # noqa: E402,F401  (registrations)
+from . import _autograd, _fake, _onnx  # noqa: E402,F401  (registrations)
 from ._extension import build_info  # noqa: E402
+from ._onnx import onnx_translations  # noqa: E402
 from .errors import ArgumentError, ArgumentTypeError, ArgumentValueError  # noqa: E402
 from .ops.anchors import AnchorGenerator  # noqa: E402
 from .ops.box_coder import BoxCoder, decode_boxes, decode_clip_boxes, encode_boxes  # noqa: E402
@@ -27,6 +28,8 @@ from .ops.roi_align import (  # noqa: E402
 )
 from .patch import is_torchvision_patched, patch_torchvision, unpatch_torchvision  # noqa: E402
 from .version import __version__  # noqa: E402
+
+_onnx.install_dynamo_translations()
 
 __all__ = [
     "__version__",
@@ -49,6 +52,7 @@ __all__ = [
     "is_torchvision_patched",
     "multi_scale_roi_align",
     "nms",
+    "onnx_translations",
     "paste_masks_in_image",
     "patch_torchvision",
     "roi_align",

@@ -18,9 +18,12 @@ itself before the patch (``from torchvision.ops import nms``) keeps torchvision'
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass
 from typing import Any
+
+import torch
 
 import roiops
 
@@ -33,6 +36,21 @@ class _Patch:
     name: str
     replacement: Any
     original: Any = _MISSING  # the owner's own attribute before the patch, if it had one
+    # torchvision's own code while torch.jit traces (the TorchScript ONNX exporter): it traces image
+    # and feature map sizes as tensors, so that the exported graph takes any image size; roiops'
+    # ops take sizes as integers, fixed at export.
+    torchvision_when_traced: bool = False
+
+    def installed(self) -> Any:
+        if not self.torchvision_when_traced:
+            return self.replacement
+        original, replacement = self.original, self.replacement
+
+        @functools.wraps(replacement)
+        def dispatch(*args, **kwargs):
+            return (original if torch.jit.is_tracing() else replacement)(*args, **kwargs)
+
+        return dispatch
 
 
 def _box_similarity_property(torchvision_box_iou) -> property:
@@ -56,6 +74,7 @@ def _patches() -> list[_Patch]:
 
     roi_align_module = sys.modules["torchvision.ops.roi_align"]  # shadowed by the function
     similarity = _box_similarity_property(boxes.box_iou)
+    traced = {"torchvision_when_traced": True}
     patches = [
         # Functions, where torchvision's code and its users look them up.
         _Patch(torchvision.ops, "roi_align", roiops.roi_align),
@@ -71,13 +90,18 @@ def _patches() -> list[_Patch]:
         _Patch(poolers.MultiScaleRoIAlign, "forward", roiops.MultiScaleRoIAlign.forward),
         _Patch(_utils.BoxCoder, "encode_single", roiops.BoxCoder.encode_single),
         _Patch(_utils.BoxCoder, "decode_single", roiops.BoxCoder.decode_single),
-        _Patch(anchor_utils.AnchorGenerator, "forward", roiops.AnchorGenerator.forward),
-        _Patch(anchor_utils.AnchorGenerator, "grid_anchors", roiops.AnchorGenerator.grid_anchors),
+        _Patch(anchor_utils.AnchorGenerator, "forward", roiops.AnchorGenerator.forward, **traced),
+        _Patch(
+            anchor_utils.AnchorGenerator,
+            "grid_anchors",
+            roiops.AnchorGenerator.grid_anchors,
+            **traced,
+        ),
         _Patch(anchor_utils.AnchorGenerator, "_anchors", roiops.AnchorGenerator._anchors),
         _Patch(rpn.RegionProposalNetwork, "box_similarity", similarity),
         _Patch(roi_heads.RoIHeads, "box_similarity", similarity),
-        _Patch(roi_heads, "paste_masks_in_image", roiops.paste_masks_in_image),
-        _Patch(transform, "paste_masks_in_image", roiops.paste_masks_in_image),  # postprocess
+        _Patch(roi_heads, "paste_masks_in_image", roiops.paste_masks_in_image, **traced),
+        _Patch(transform, "paste_masks_in_image", roiops.paste_masks_in_image, **traced),
     ]
     return patches
 
@@ -112,7 +136,7 @@ def patch_torchvision() -> TorchvisionPatch:
         return TorchvisionPatch(applied_here=False)
     for patch in _patches():
         patch.original = _own_attribute(patch.owner, patch.name)
-        setattr(patch.owner, patch.name, patch.replacement)
+        setattr(patch.owner, patch.name, patch.installed())
         _applied.append(patch)
     return TorchvisionPatch(applied_here=True)
 

@@ -67,3 +67,24 @@ def test_public_op_has_a_python_api(name):
     op = name.split("::")[1]
     api = PYTHON_API.get(op, op)
     assert callable(getattr(roiops, api, None)), f"roiops.{api} is missing (roiops/ops/)"
+
+
+# Ops that never sit in an inference graph: backward ops, NMS's backend step, and the sample points
+# (an explanation of roi_align, refused under export with the reason).
+NO_ONNX_FORM = {
+    "_roi_align_backward",
+    "_multi_scale_roi_align_backward",
+    "_nms_greedy",
+    "roi_align_sample_points",
+}
+
+
+@pytest.mark.parametrize("name", roiops_ops())
+def test_op_has_an_onnx_lowering(name):
+    import roiops.models  # noqa: F401  (the detection transform's resize lowers there)
+    from roiops._onnx import _LOWERINGS
+
+    op = name.split("::")[1]
+    assert (op in _LOWERINGS) != (op in NO_ONNX_FORM), (
+        f"{name} has no ONNX lowering (@lowering beside its Python API, roiops/_onnx.py)"
+    )

@@ -42,9 +42,15 @@ class StaticMaskRCNN(nn.Module):
         masks [N, K, H, W] (probabilities; Mask R-CNN only), num_detections [N] int64.
     Row j < num_detections[i] is image i's j-th detection of the eager model; the other rows have
     score 0, label -1, zero box and mask.
+
+    With paste_masks=False, "roi_masks" [N, K, M, M] (M = 28) replaces "masks": each detection's
+    mask probabilities in its box, unpasted (paste_masks_in_image(roi_masks[i, :, None], boxes[i],
+    (H, W)) gives masks[i]) -- what a deployment that pastes on the host wants.
     """
 
-    def __init__(self, model: MaskRCNN, max_detections: int = 100) -> None:
+    def __init__(
+        self, model: MaskRCNN, max_detections: int = 100, paste_masks: bool = True
+    ) -> None:
         super().__init__()
         if not isinstance(model, MaskRCNN):
             raise ArgumentTypeError(
@@ -54,6 +60,7 @@ class StaticMaskRCNN(nn.Module):
             raise ArgumentValueError(f"max_detections must be positive, got {max_detections}")
         self.model = model
         self.max_detections = int(max_detections)
+        self.paste_masks = bool(paste_masks)
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         if self.model.training:
@@ -79,9 +86,14 @@ class StaticMaskRCNN(nn.Module):
         }
         if heads.has_mask:
             masks = heads.masks_padded(features, boxes, labels, size)  # [N * K, 1, M, M]
+            valid = (labels >= 0)[..., None, None]
+            if not self.paste_masks:
+                roi_masks = masks.reshape(labels.shape[0], labels.shape[1], *masks.shape[-2:])
+                result["roi_masks"] = torch.where(valid, roi_masks, 0)
+                return result
             pasted = paste_masks_in_image(masks, original_boxes.reshape(-1, 4), (height, width))
             pasted = pasted.reshape(labels.shape[0], labels.shape[1], height, width)
-            result["masks"] = torch.where((labels >= 0)[..., None, None], pasted, 0)
+            result["masks"] = torch.where(valid, pasted, 0)
         return result
 
     def transform(self, images: Tensor) -> tuple[Tensor, tuple[int, int]]:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._onnx import cast, constant, lowering, op
 from ..errors import ArgumentTypeError, ArgumentValueError
 from ..ops.paste_masks import paste_masks_in_image
 
@@ -42,6 +43,23 @@ def resize_images(images: Tensor, scale: float) -> Tensor:
     """[N, C, H, W] resized by `scale` as torchvision's transform resizes (bilinear, the output size
     floor(size * scale)); an op, so that compiled models keep ATen's arithmetic."""
     return torch.ops.roiops._resize_images(images, float(scale))
+
+
+@lowering("_resize_images")
+def _resize_images_onnx(images, scale):
+    """ONNX's Resize, linear, pytorch_half_pixel (F.interpolate's align_corners=False), to the
+    sizes F.interpolate computes: floor(size * scale) in double."""
+    sides = cast(op.Shape(images, start=2, end=4), torch.float64)
+    sides = cast(op.Floor(op.Mul(sides, constant(scale, torch.float64))), torch.int64)
+    sizes = op.Concat(op.Shape(images, start=0, end=2), sides, axis=0)
+    return op.Resize(
+        images,
+        None,
+        None,
+        sizes,
+        mode="linear",
+        coordinate_transformation_mode="pytorch_half_pixel",
+    )
 
 
 def resize_scale(transform: DetectionTransform, height: int, width: int, min_size: int) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .._onnx import cast, dtype_of, lowering, op
 from ..errors import ArgumentValueError, call_op
 
 
@@ -102,3 +103,32 @@ class AnchorGenerator(nn.Module):
         dtype, device = feature_maps[0].dtype, feature_maps[0].device
         anchors = self._anchors(sizes, strides, len(image_list.image_sizes), dtype, device)
         return list(anchors.unbind(0))
+
+
+@lowering("grid_anchors")
+def _grid_anchors_onnx(
+    cell_anchors,
+    anchors_per_level,
+    grid_heights,
+    grid_widths,
+    stride_heights,
+    stride_widths,
+    num_images,
+):
+    """Per level the int64 shifts (x * stride_w, y * stride_h) in the anchors' dtype plus the
+    level's cell anchors, rows (y, x, anchor); the levels concatenated and repeated per image."""
+    dtype = dtype_of(cell_anchors)
+    levels, first = [], 0
+    for count, height, width, stride_h, stride_w in zip(
+        anchors_per_level, grid_heights, grid_widths, stride_heights, stride_widths
+    ):
+        cells = op.Slice(cell_anchors, [first], [first + count], [0])  # [A, 4]
+        first += count
+        shift_x = cast(op.Mul(op.Range(0, width, 1), stride_w), dtype)  # [W]
+        shift_y = cast(op.Mul(op.Range(0, height, 1), stride_h), dtype)  # [H]
+        x = op.Expand(op.Unsqueeze(shift_x, [0]), [height, width])
+        y = op.Expand(op.Unsqueeze(shift_y, [1]), [height, width])
+        shifts = op.Concat(*(op.Unsqueeze(c, [2, 3]) for c in (x, y, x, y)), axis=3)  # [H, W, 1, 4]
+        levels.append(op.Reshape(op.Add(shifts, cells), [height * width * count, 4]))
+    anchors = op.Concat(*levels, axis=0)
+    return op.Expand(op.Unsqueeze(anchors, [0]), [num_images, 1, 1])

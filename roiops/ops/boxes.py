@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._onnx import cast, constant, dtype_of, lowering, op
 from ..errors import call_op
 
 
@@ -21,3 +22,40 @@ def box_iou(boxes1: Tensor, boxes2: Tensor, fmt: str = "xyxy") -> Tensor:
     if not torch.jit.is_scripting():
         return call_op(torch.ops.roiops.box_iou, boxes1, boxes2, fmt)
     return torch.ops.roiops.box_iou(boxes1, boxes2, fmt)
+
+
+@lowering("box_iou")
+def _box_iou_onnx(boxes1, boxes2, fmt):
+    """The kernels' arithmetic (box_math.h: corners, intersection sides, areas, then the division)
+    in float32 or float64; integer boxes in int64 up to the division (in float32), as the kernel
+    computes them, but for cxcywh, halved into float32 up front. float16 / bfloat16 boxes are
+    computed in float32 (roiops rounds the corners and sides to their dtype first)."""
+    dtype = torch.promote_types(dtype_of(boxes1), dtype_of(boxes2))
+    if dtype.is_floating_point:
+        dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    elif fmt == "cxcywh":
+        dtype = torch.float32
+    else:
+        dtype = torch.int64
+    result = torch.float64 if dtype == torch.float64 else torch.float32
+
+    def corners_and_area(boxes, axis):  # boxes [..., N, 4] -> [..., N, 1] or [..., 1, M] each
+        a, b, c, d = (
+            cast(op.Gather(op.Unsqueeze(boxes, [axis]), i, axis=-1), dtype) for i in range(4)
+        )
+        if fmt == "xyxy":
+            return a, b, c, d, op.Mul(op.Sub(c, a), op.Sub(d, b))
+        area = op.Mul(c, d)
+        if fmt == "xywh":
+            return a, b, op.Add(a, c), op.Add(b, d), area
+        half_w, half_h = op.Div(c, constant(2, dtype)), op.Div(d, constant(2, dtype))
+        return op.Sub(a, half_w), op.Sub(b, half_h), op.Add(a, half_w), op.Add(b, half_h), area
+
+    ax1, ay1, ax2, ay2, area1 = corners_and_area(boxes1, -2)
+    bx1, by1, bx2, by2, area2 = corners_and_area(boxes2, -3)
+    zero = constant(0, dtype)
+    side_x = op.Max(op.Sub(op.Min(ax2, bx2), op.Max(ax1, bx1)), zero)
+    side_y = op.Max(op.Sub(op.Min(ay2, by2), op.Max(ay1, by1)), zero)
+    inter = op.Mul(side_x, side_y)
+    union = op.Sub(op.Add(area1, area2), inter)
+    return op.Div(cast(inter, result), cast(union, result))

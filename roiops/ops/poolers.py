@@ -14,9 +14,10 @@ from torch import Tensor, nn
 from torch.jit.annotations import BroadcastingList2
 from torch.nn.modules.utils import _pair
 
+from .._onnx import cast, constant, dtype_of, lowering, op
 from ..errors import ArgumentValueError, call_op
 from ._box_format import boxes_to_rois, check_roi_boxes, pair, to_rois
-from .roi_align import roi_align
+from .roi_align import _roi_align_onnx, roi_align
 
 
 def assign_levels(
@@ -82,6 +83,44 @@ def multi_scale_roi_align(
     return torch.ops.roiops.multi_scale_roi_align(
         features, to_rois(boxes), levels, spatial_scales, size[0], size[1], sampling_ratio, aligned
     )
+
+
+@lowering("assign_levels")
+def _assign_levels_onnx(boxes, k_min, k_max, canonical_scale, canonical_level, eps):
+    """The level formula in the boxes' dtype (float32 for half precision), log2 as Log / Log(2):
+    ONNX has no Log2, and eps keeps a box whose size is exactly a level's boundary on its level."""
+    dtype = torch.float64 if dtype_of(boxes) == torch.float64 else torch.float32
+    x1, y1, x2, y2 = (cast(op.Gather(boxes, i - 4, axis=1), dtype) for i in range(4))
+    area = op.Mul(op.Sub(x2, x1), op.Sub(y2, y1))
+    ratio = op.Div(op.Sqrt(area), constant(canonical_scale, dtype))
+    log2 = op.Div(op.Log(ratio), op.Log(constant(2.0, dtype)))
+    level = op.Floor(op.Add(op.Add(constant(canonical_level, dtype), log2), constant(eps, dtype)))
+    clamped = op.Clip(level, constant(float(k_min), dtype), constant(float(k_max), dtype))
+    relative = op.Sub(cast(clamped, torch.int64), constant(k_min, torch.int64))
+    return op.Where(op.IsNaN(level), constant(-1, torch.int64), relative)
+
+
+@lowering("multi_scale_roi_align")
+def _multi_scale_roi_align_onnx(
+    features, rois, levels, spatial_scales, pooled_height, pooled_width, sampling_ratio, aligned
+):
+    """Per level, the RoIs of that level pooled by ONNX's RoiAlign and scattered into their rows
+    of a zero result: a RoI of no level keeps a zero row."""
+    rows = op.Shape(rois, start=0, end=1)
+    channels = op.Shape(features[0], start=1, end=2)
+    size = constant([pooled_height, pooled_width], torch.int64)
+    pooled = op.ConstantOfShape(
+        op.Concat(rows, channels, size, axis=0),
+        value=torch.zeros(1, dtype=dtype_of(features[0])),
+    )
+    for level, (feature, scale) in enumerate(zip(features, spatial_scales)):
+        at_level = op.NonZero(op.Equal(levels, constant(level, torch.int64)))  # [1, K_l]
+        level_rois = op.Gather(rois, op.Squeeze(at_level, [0]), axis=0)
+        level_pooled = _roi_align_onnx(
+            feature, level_rois, scale, pooled_height, pooled_width, sampling_ratio, aligned
+        )
+        pooled = op.ScatterND(pooled, op.Transpose(at_level, perm=[1, 0]), level_pooled)
+    return pooled
 
 
 def _select_maps(x: dict[str, Tensor], featmap_names: list[str]) -> list[Tensor]:

@@ -9,7 +9,8 @@ from torch import Tensor, nn
 from torch.jit.annotations import BroadcastingList2
 from torch.nn.modules.utils import _pair
 
-from ..errors import call_op
+from .._onnx import cast, dtype_of, lowering, op
+from ..errors import ArgumentValueError, call_op
 from ._box_format import check_roi_boxes, pair, to_rois
 
 
@@ -57,6 +58,31 @@ def roi_align(
     return torch.ops.roiops.roi_align(
         input, rois, spatial_scale, size[0], size[1], sampling_ratio, aligned
     )
+
+
+@lowering("roi_align")
+def _roi_align_onnx(
+    input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned
+):
+    """ONNX's RoiAlign in avg mode is torchvision's arithmetic: `aligned` is its
+    coordinate_transformation_mode half_pixel, not aligned is output_half_pixel (always written:
+    ONNX Runtime's default is not the spec's), sampling_ratio <= 0 is its adaptive 0. float16 and
+    bfloat16 maps are pooled in float32 and rounded once, as roiops pools them (ONNX Runtime's CPU
+    RoiAlign takes float32 and float64 only)."""
+    dtype = dtype_of(input)
+    compute = torch.float64 if dtype == torch.float64 else torch.float32
+    pooled = op.RoiAlign(
+        input if dtype == compute else cast(input, compute),
+        cast(op.Slice(rois, [1], [5], [1]), compute),
+        cast(op.Squeeze(op.Slice(rois, [0], [1], [1]), [1]), torch.int64),
+        mode="avg",
+        output_height=pooled_height,
+        output_width=pooled_width,
+        sampling_ratio=max(sampling_ratio, 0),
+        spatial_scale=spatial_scale,
+        coordinate_transformation_mode="half_pixel" if aligned else "output_half_pixel",
+    )
+    return pooled if dtype == compute else cast(pooled, dtype)
 
 
 class RoIAlign(nn.Module):
@@ -125,6 +151,11 @@ def roi_align_sample_points(
     exactly where the op samples; image coordinates undo the scale and the half-pixel shift of
     ``aligned``: image = (feature + offset) / spatial_scale.
     """
+    if torch.onnx.is_in_onnx_export():
+        raise ArgumentValueError(
+            "roi_align_sample_points has no ONNX form: it explains where roi_align samples, "
+            "call it outside the exported model"
+        )
     check_roi_boxes(boxes)
     ph, pw = pair(output_size)
     edges_y, edges_x, feature_y, feature_x, grid_h, grid_w = call_op(

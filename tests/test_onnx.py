@@ -1,0 +1,581 @@
+"""ONNX export of every op and of StaticMaskRCNN with both of torch's exporters -- the default
+(dynamo) and the TorchScript one -- run in ONNX Runtime and compared with roiops' own results on the
+same inputs. Box counts and batch sizes are dynamic: each graph is exported once and run on inputs
+of other sizes, 0 and 1 boxes included. The tolerances are the README's ("Deploying")."""
+
+from __future__ import annotations
+
+import inspect
+import io
+import warnings
+
+import onnx
+import onnxruntime
+import pytest
+import torch
+from inputs import clustered_boxes, random_boxes, random_rois, run_fresh_python
+from torch.testing import assert_close
+
+import roiops
+from roiops.models.transform import resize_images
+
+EXPORTERS = ["dynamo", "torchscript"]
+ROI_ALIGN_TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
+
+
+class Call(torch.nn.Module):
+    """A module whose forward is `function`, with the function's parameter names as its inputs."""
+
+    def __init__(self, function):
+        super().__init__()
+        self.function = function
+        self.names = list(inspect.signature(function).parameters)
+
+    def forward(self, *inputs):
+        return self.function(*inputs)
+
+
+def export(module, inputs, exporter, dynamic=None, names=None, **options) -> onnx.ModelProto:
+    """module exported with `exporter`; dynamic: {input name: dims that vary}."""
+    names = names or module.names
+    dynamic = dynamic or {}
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            shapes = [
+                dict.fromkeys(dynamic.get(name, []), torch.export.Dim.DYNAMIC) or None
+                for name in names
+            ]
+            if isinstance(module, Call):
+                shapes = (tuple(shapes),)  # the *inputs parameter
+            torch.onnx.export(
+                module,
+                tuple(inputs),
+                buffer,
+                dynamo=True,
+                input_names=names,
+                dynamic_shapes=tuple(shapes),
+                verbose=False,
+                **options,
+            )
+        else:
+            torch.onnx.export(
+                module,
+                tuple(inputs),
+                buffer,
+                dynamo=False,
+                input_names=names,
+                dynamic_axes=dynamic,
+                opset_version=options.pop("opset_version", 17),
+                **options,
+            )
+    model = onnx.load_from_string(buffer.getvalue())
+    assert_standard_ops(model)
+    return model
+
+
+def assert_standard_ops(model: onnx.ModelProto) -> None:
+    """Only ONNX's own ops (the default domain): what stock ONNX Runtime and TensorRT's parser
+    read."""
+    foreign = {(n.domain, n.op_type) for n in model.graph.node if n.domain not in ("", "ai.onnx")}
+    assert not foreign and not model.functions, foreign
+
+
+def run(model: onnx.ModelProto, *inputs):
+    session = onnxruntime.InferenceSession(
+        model.SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    names = [i.name for i in session.get_inputs()]
+    feed = {name: x.numpy() for name, x in zip(names, inputs)}
+    return [torch.from_numpy(out) for out in session.run(None, feed)]
+
+
+def op_types(model: onnx.ModelProto) -> set[str]:
+    return {n.op_type for n in model.graph.node}
+
+
+# --- RoIAlign ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_roi_align(exporter, dtype):
+    """aligned both ways and sampling ratios -1 and 2 in one graph; boxes partly and wholly
+    outside the map, degenerate and inverted ones (random_rois); 0 and 1 box; batch 1 and 3."""
+
+    def roi_align(input, rois):
+        return tuple(
+            roiops.roi_align(input, rois, (5, 4), 0.5, sampling_ratio, aligned)
+            for aligned in (False, True)
+            for sampling_ratio in (-1, 2)
+        )
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 4, 13, 17, generator=g, dtype=dtype)
+    rois = random_rois(40, 3, 26, 34, dtype=dtype, generator=g)
+    model = export(Call(roi_align), (x, rois), exporter, {"input": [0], "rois": [0]})
+    modes = [
+        attribute.s.decode()
+        for node in model.graph.node
+        if node.op_type == "RoiAlign"
+        for attribute in node.attribute
+        if attribute.name == "coordinate_transformation_mode"
+    ]
+    assert sorted(modes) == ["half_pixel"] * 2 + ["output_half_pixel"] * 2  # always written
+    on_edges = torch.tensor(
+        [[0, -1, -1, 34, 26], [1, 0, 0, 0, 0], [2, 33, 25, 34, 26]], dtype=dtype
+    )
+    for batch, boxes in [(x, rois), (x[:1], rois[:0]), (x[:1], rois[:1] * 0), (x, on_edges)]:
+        for ours, ref in zip(run(model, batch, boxes), roi_align(batch, boxes)):
+            assert_close(ours, ref, rtol=0, atol=ROI_ALIGN_TOL[dtype])
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_roi_align_half_precision_pools_in_float32(exporter, dtype):
+    """ONNX's RoiAlign has no bfloat16 and ONNX Runtime's CPU kernel no float16: the graph pools in
+    float32 and rounds once, which is what roiops computes. (The map enters as float32 and is cast
+    in the graph: ONNX Runtime's Python API takes no bfloat16 arrays.)"""
+
+    def roi_align(input, rois):
+        return roiops.roi_align(input.to(dtype), rois, (3, 3), 0.5, 2).float()
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, 9, 11, generator=g)
+    rois = random_rois(12, 2, 18, 22, generator=g)  # float32 boxes beside half maps
+    model = export(Call(roi_align), (x, rois), exporter, {"input": [0], "rois": [0]})
+    assert_close(run(model, x, rois)[0], roi_align(x, rois), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_roi_align_list_of_boxes(exporter):
+    def roi_align(input, boxes0, boxes1):
+        return roiops.roi_align(input, [boxes0, boxes1], 7, 0.25, 2)
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 16, 20, generator=g)
+    b0, b1 = random_boxes(5, g, span=60), random_boxes(3, g, span=60)
+    model = export(Call(roi_align), (x, b0, b1), exporter, {"boxes0": [0], "boxes1": [0]})
+    for boxes in [(b0, b1), (b0[:0], b1), (b1, b0[:1])]:
+        assert_close(run(model, x, *boxes)[0], roi_align(x, *boxes), rtol=0, atol=1e-5)
+
+
+# --- FPN levels and multi-scale RoIAlign ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_assign_levels(exporter, dtype):
+    def levels(boxes):
+        return roiops.assign_levels(boxes, 2, 5)
+
+    g = torch.Generator().manual_seed(3)
+    boxes = random_boxes(200, g, span=800, max_size=900, dtype=dtype)
+    model = export(Call(levels), (boxes,), exporter, {"boxes": [0]})
+    # Boxes of exactly each level's size (112, 224, 448 and 896 px squares), below the first and
+    # above the last, empty, inverted (negative area) and NaN.
+    edges = [[0, 0, s, s] for s in (56, 111.99, 112, 224, 448, 896, 1792, 4000)]
+    edges += [[5, 5, 5, 9], [9, 9, 1, 2], [0, 0, 9, -9], [0, 0, float("nan"), 9]]
+    edges = torch.tensor(edges, dtype=dtype)
+    for b in [boxes, boxes[:1], boxes[:0], edges]:
+        assert torch.equal(run(model, b)[0], levels(b))
+    assert levels(edges).tolist() == [0, 0, 1, 2, 3, 3, 3, 3, 0, 0, -1, -1]
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_multi_scale_roi_align(exporter):
+    """Each RoI from its own level; a RoI whose level is -1 or past the maps keeps a zero row."""
+    scales = [0.25, 0.125, 0.0625, 0.03125]
+
+    def pool(p2, p3, p4, p5, rois, levels):
+        return roiops.multi_scale_roi_align([p2, p3, p4, p5], rois, levels, 7, scales, 2)
+
+    g = torch.Generator().manual_seed(4)
+    maps = [torch.randn(2, 4, 64 >> i, 96 >> i, generator=g) for i in range(4)]
+    rois = random_rois(60, 2, 256, 384, generator=g)
+    levels = roiops.assign_levels(rois, 2, 5)
+    model = export(
+        Call(pool),
+        (*maps, rois, levels),
+        exporter,
+        {n: [0] for n in ["p2", "p3", "rois", "levels"]},
+    )
+    odd = torch.tensor([0, -1, 3, 4, 2])
+    for case in [(*maps, rois, levels), (*maps, rois[:5], odd), (*maps, rois[:0], levels[:0])]:
+        assert_close(run(model, *case)[0], pool(*case), rtol=0, atol=1e-5)
+    assert not pool(*maps, rois[:5], odd)[[1, 3]].any()
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_multi_scale_roi_align_module(exporter):
+    """torchvision's MultiScaleRoIAlign call: feature dict, per-image boxes, image sizes."""
+    pooler = roiops.MultiScaleRoIAlign(["0", "1", "2"], 5, 2)
+
+    def pool(f0, f1, f2, boxes0, boxes1):
+        return pooler({"0": f0, "1": f1, "2": f2}, [boxes0, boxes1], [(128, 160), (120, 150)])
+
+    g = torch.Generator().manual_seed(5)
+    maps = [torch.randn(2, 3, 32 >> i, 40 >> i, generator=g) for i in range(3)]
+    b0, b1 = random_boxes(20, g, span=140, max_size=120), random_boxes(9, g, span=140)
+    model = export(Call(pool), (*maps, b0, b1), exporter, {"boxes0": [0], "boxes1": [0]})
+    for boxes in [(b0, b1), (b1[:1], b0[:0])]:
+        assert_close(run(model, *maps, *boxes)[0], pool(*maps, *boxes), rtol=0, atol=1e-5)
+
+
+# --- NMS -----------------------------------------------------------------------------------------
+
+
+def ordered_corners(boxes):
+    """x1 <= x2, y1 <= y2: ONNX Runtime's NonMaxSuppression reads flipped boxes its own way
+    (test_where_onnx_runtime_suppresses_differently)."""
+    return torch.cat(
+        [torch.minimum(boxes[:, :2], boxes[:, 2:]), torch.maximum(boxes[:, :2], boxes[:, 2:])], 1
+    )
+
+
+def nms_cases(seed):
+    """Random and clustered boxes, scores with ties among boxes that do not overlap."""
+    g = torch.Generator().manual_seed(seed)
+    yield random_boxes(300, g), torch.rand(300, generator=g)
+    yield ordered_corners(clustered_boxes(500, g)), torch.rand(500, generator=g)
+    spread = torch.arange(40.0)[:, None] * 100 + torch.tensor([0.0, 0, 50, 50])
+    yield spread, (torch.arange(40) % 3).float()  # ties, no overlaps: order by index
+    yield random_boxes(1, g), torch.rand(1, generator=g)
+    yield random_boxes(0, g), torch.rand(0, generator=g)
+
+
+def nms_at(threshold):
+    def nms(boxes, scores):
+        return roiops.nms(boxes, scores, threshold)
+
+    return nms
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7])
+def test_nms(exporter, threshold):
+    nms = nms_at(threshold)
+    boxes, scores = next(nms_cases(0))
+    model = export(Call(nms), (boxes, scores), exporter, {"boxes": [0], "scores": [0]})
+    assert "NonMaxSuppression" in op_types(model)
+    for boxes, scores in nms_cases(int(threshold * 10)):
+        assert torch.equal(run(model, boxes, scores)[0], nms(boxes, scores))
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_nms_iou_exactly_at_the_threshold(exporter):
+    """IoUs of exactly 0.3, 0.5 and 0.7 with the kept box, compared as roiops compares them: the
+    float32 IoU with the double threshold, so float32(0.3) > 0.3 suppresses and float32(0.7) <
+    0.7 does not. ONNX compares with a float32 threshold, rounded down here so that the two
+    agree."""
+    for height, threshold, kept in [(3.0, 0.3, [0]), (5.0, 0.5, [0, 1]), (7.0, 0.7, [0, 1])]:
+        nms = nms_at(threshold)
+        boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, height]])
+        scores = torch.tensor([0.9, 0.8])
+        model = export(Call(nms), (boxes, scores), exporter, {"boxes": [0], "scores": [0]})
+        assert run(model, boxes, scores)[0].tolist() == nms(boxes, scores).tolist() == kept
+        taller = boxes + torch.tensor([0.0, 0.0, 0.0, 0.5])  # IoU above any of them: suppressed
+        assert run(model, taller, scores)[0].tolist() == nms(taller, scores).tolist() == [0]
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_batched_nms_is_exact_per_class(exporter):
+    """Class ids of any sign and size; boxes of different classes never interact, also where
+    torchvision's coordinate offsets would let them (negative coordinates)."""
+
+    def batched_nms(boxes, scores, idxs):
+        return roiops.batched_nms(boxes, scores, idxs, 0.5)
+
+    g = torch.Generator().manual_seed(6)
+    boxes, scores = ordered_corners(clustered_boxes(400, g)), torch.rand(400, generator=g)
+    idxs = torch.randint(-3, 12, (400,), generator=g) * 1000
+    model = export(
+        Call(batched_nms),
+        (boxes, scores, idxs),
+        exporter,
+        {n: [0] for n in ["boxes", "scores", "idxs"]},
+    )
+    negative = torch.tensor([[-10.0, -10, -1, -1], [-9, -9, 0, 0], [-10, -10, -1, -1]])
+    cases = [
+        (boxes, scores, idxs),
+        (boxes[:50], scores[:50], torch.zeros(50, dtype=torch.int64)),
+        (negative, torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0, 1, 1])),
+        (boxes[:1], scores[:1], idxs[:1]),
+        (boxes[:0], scores[:0], idxs[:0]),
+    ]
+    for case in cases:
+        assert torch.equal(run(model, *case)[0], batched_nms(*case))
+    assert batched_nms(*cases[2]).tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+@pytest.mark.parametrize("with_classes", [True, False])
+def test_batched_nms_padded(exporter, with_classes):
+    """Per image the first max_output kept by decreasing score, -1 padding, counts; a negative class
+    is padding."""
+
+    def padded(boxes, scores, idxs):
+        return roiops.batched_nms_padded(boxes, scores, idxs if with_classes else None, 0.6, 40)
+
+    g = torch.Generator().manual_seed(7)
+    boxes = ordered_corners(clustered_boxes(3 * 200, g)).reshape(3, 200, 4)
+    scores = torch.rand(3, 200, generator=g)
+    idxs = torch.randint(-1, 5, (3, 200), generator=g)
+    model = export(
+        Call(padded),
+        (boxes, scores, idxs),
+        exporter,
+        {n: [0, 1] for n in ["boxes", "scores", "idxs"]},
+    )
+    few = (
+        random_boxes(6, g).reshape(2, 3, 4),
+        torch.rand(2, 3, generator=g),
+        torch.zeros(2, 3).long(),
+    )
+    none = boxes[:2, :0], scores[:2, :0], idxs[:2, :0]
+    for case in [(boxes, scores, idxs), (boxes[:1], scores[:1], idxs[:1]), few, none]:
+        for ours, ref in zip(run(model, *case), padded(*case)):
+            assert torch.equal(ours, ref)
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_where_onnx_runtime_suppresses_differently(exporter):
+    """ONNX Runtime's NonMaxSuppression normalises flipped corners (x2 < x1) before its IoU; roiops,
+    as torchvision, gives a flipped box no overlap with anything. Shown here so that a change on
+    either side is seen (README, "Deploying")."""
+
+    def nms(boxes, scores):
+        return roiops.nms(boxes, scores, 0.5)
+
+    boxes = torch.tensor([[0.0, 0, 10, 10], [10, 10, 0, 0]])  # the same box, corners swapped
+    scores = torch.tensor([0.9, 0.8])
+    model = export(Call(nms), (boxes, scores), exporter, {"boxes": [0], "scores": [0]})
+    assert nms(boxes, scores).tolist() == [0, 1]
+    assert run(model, boxes, scores)[0].tolist() == [0]
+
+
+# --- box coding, box_iou, anchors ---------------------------------------------------------------
+
+
+def boxes_and_codes(n, k, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    boxes = random_boxes(n, g, span=800, max_size=300, dtype=dtype)
+    codes = (torch.randn(n, 4 * k, generator=g, dtype=torch.float64) * 2).to(dtype)
+    codes[::7, 2] = 20.0  # beyond bbox_xform_clip
+    return codes, boxes
+
+
+# exp and log are ONNX Runtime's, within an ulp or two of ATen's: a few ulps of the box.
+CODING_TOL = {torch.float32: dict(rtol=4e-6, atol=1e-4), torch.float64: dict(rtol=1e-13, atol=1e-9)}
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_box_coding(exporter, dtype):
+    weights = (10.0, 10.0, 5.0, 5.0)
+
+    def coding(rel_codes, boxes, references):
+        decoded = roiops.decode_boxes(rel_codes, boxes, weights)
+        clipped, keep = roiops.decode_clip_boxes(rel_codes, boxes, (1.0,) * 4, (600, 700), 1.0)
+        return decoded, clipped, keep, roiops.encode_boxes(references, boxes, weights)
+
+    codes, boxes = boxes_and_codes(300, 3, dtype, seed=8)
+    references = (
+        boxes
+        + torch.randn(boxes.shape, dtype=dtype, generator=torch.Generator().manual_seed(9)) * 10
+    )
+    model = export(
+        Call(coding), (codes, boxes, references), exporter, {n: [0] for n in Call(coding).names}
+    )
+    for case in [(codes, boxes, references), (codes[:1], boxes[:1], references[:1])]:
+        for ours, ref in zip(run(model, *case), coding(*case)):
+            assert_close(
+                ours, ref, equal_nan=True, **(CODING_TOL[dtype] if ref.is_floating_point() else {})
+            )
+    empty = codes[:0], boxes[:0], references[:0]
+    assert [tuple(o.shape) for o in run(model, *empty)] == [(0, 12), (0, 12), (0, 3), (0, 4)]
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_box_coder_module_api(exporter):
+    coder = roiops.BoxCoder((1.0, 1.0, 1.0, 1.0))
+
+    def decode(rel_codes, boxes0, boxes1):
+        return coder.decode(rel_codes, [boxes0, boxes1])
+
+    codes, boxes = boxes_and_codes(20, 1, torch.float32, seed=10)
+    model = export(
+        Call(decode), (codes, boxes[:12], boxes[12:]), exporter, {"rel_codes": [0], "boxes0": [0]}
+    )
+    assert_close(
+        run(model, codes[:15], boxes[:7], boxes[12:])[0],
+        decode(codes[:15], boxes[:7], boxes[12:]),
+        **CODING_TOL[torch.float32],
+    )
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+@pytest.mark.parametrize("fmt", ["xyxy", "xywh", "cxcywh"])
+def test_box_iou(exporter, fmt):
+    """Leading dimensions broadcast; float32, float64 and integer boxes."""
+
+    def iou(boxes1, boxes2, ints1, ints2, doubles1, doubles2):
+        return (
+            roiops.box_iou(boxes1, boxes2, fmt),
+            roiops.box_iou(ints1, ints2, fmt),
+            roiops.box_iou(doubles1, doubles2, fmt),
+        )
+
+    g = torch.Generator().manual_seed(11)
+    boxes = random_boxes(2 * 30, g).reshape(2, 30, 4)
+    others = random_boxes(1 * 7, g).reshape(1, 7, 4)
+    case = (
+        boxes,
+        others,
+        boxes.round().long(),
+        others.round().long(),
+        boxes.double(),
+        others.double(),
+    )
+    model = export(Call(iou), case, exporter, {n: [1] for n in Call(iou).names})
+    for c in [case, tuple(b[:, :0] if i % 2 == 0 else b for i, b in enumerate(case))]:
+        for ours, ref in zip(run(model, *c), iou(*c)):
+            assert ours.dtype == ref.dtype
+            assert_close(ours, ref, rtol=0, atol=1e-12 if ref.dtype == torch.float64 else 1e-6)
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_anchor_generator(exporter):
+    """The anchors of fixed image and feature sizes (sizes given to an op as ints are constants
+    in the graph), for a dynamic number of images: exactly roiops' (and torchvision's)."""
+    generator = roiops.AnchorGenerator(((32,), (64,), (128,)), ((0.5, 1.0, 2.0),) * 3)
+
+    def anchors(images, p3, p4, p5):
+        from roiops.models import ImageList
+
+        batch = ImageList(images, [(128, 160)] * images.shape[0])
+        return generator(batch, [p3, p4, p5])[0] + images.sum() * 0  # the images feed the graph
+
+    images = torch.rand(2, 3, 128, 160)
+    maps = [torch.rand(2, 1, 128 >> s, 160 >> s) for s in (3, 4, 5)]
+    model = export(Call(anchors), (images, *maps), exporter)
+    assert torch.equal(run(model, images, *maps)[0], anchors(images, *maps))
+
+
+# --- masks and the detection transform's resize -------------------------------------------
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_paste_masks_in_image(exporter):
+    """Boxes inside, over the edges, tiny (under a pixel), inverted and wholly outside the image."""
+
+    def paste(masks, boxes):
+        return roiops.paste_masks_in_image(masks, boxes, (90, 120))
+
+    g = torch.Generator().manual_seed(12)
+    masks = torch.rand(12, 1, 28, 28, generator=g)
+    boxes = random_boxes(12, g, span=110, max_size=70)
+    boxes[:6] = torch.tensor(
+        [
+            [-10, -5, 30, 40],
+            [100, 70, 150, 130],
+            [5, 5, 5.4, 5.2],
+            [40, 40, 20, 30],
+            [200, 0, 260, 50],
+            [0, 0, 120, 90],
+        ]
+    )
+    model = export(Call(paste), (masks, boxes), exporter, {"masks": [0], "boxes": [0]})
+    assert {"Loop", "If"}.isdisjoint(op_types(model))
+    for case in [(masks, boxes), (masks[:1], boxes[:1]), (masks[:0], boxes[:0])]:
+        assert_close(run(model, *case)[0], paste(*case), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+@pytest.mark.parametrize("scale", [0.61, 1.37])
+def test_resize_images(exporter, scale):
+    """The detection transform's bilinear resize: ONNX Runtime's Resize computes its source
+    coordinates by division where ATen multiplies, a few float32 ulps apart."""
+
+    def resize(images):
+        return resize_images(images, scale)
+
+    images = torch.rand(2, 3, 40, 50, generator=torch.Generator().manual_seed(13))
+    model = export(Call(resize), (images,), exporter, {"images": [0]})
+    for batch in [images, images[:1]]:
+        assert_close(run(model, batch)[0], resize(batch), rtol=0, atol=1e-5)
+
+
+# --- bad use ---------------------------------------------------------------------------------
+
+
+def test_opset_below_16_is_refused_with_the_reason():
+    module = Call(lambda boxes, scores: roiops.nms(boxes, scores, 0.5))
+    boxes, scores = next(nms_cases(0))
+    with pytest.raises(
+        roiops.ArgumentValueError, match="roiops::nms: ONNX export needs opset_version 16"
+    ):
+        export(module, (boxes, scores), "torchscript", opset_version=11)
+
+
+def test_a_dynamic_image_size_is_refused_with_the_reason():
+    """Sizes an op takes as ints are constants in the graph: a dynamic image size cannot reach
+    them."""
+
+    def paste(masks, boxes, image):
+        return roiops.paste_masks_in_image(masks, boxes, (image.shape[1], image.shape[2]))
+
+    inputs = (torch.rand(2, 1, 28, 28), random_boxes(2, torch.Generator()), torch.rand(3, 50, 60))
+    with pytest.raises(
+        Exception, match="roiops::paste_masks_in_image: image_height changes with the inputs"
+    ):
+        export(Call(paste), inputs, "dynamo", {"image": [1, 2]})
+
+
+def test_sample_points_have_no_onnx_form():
+    def points(boxes):
+        return roiops.roi_align_sample_points(boxes, 7, 0.25, 2).sample_x
+
+    with pytest.raises(Exception, match="roi_align_sample_points has no ONNX form"):
+        export(Call(points), (random_rois(3, 1, 50, 50),), "torchscript")
+
+
+# --- how the dynamo exporter finds roiops' translations -----------------------------------------
+
+EXPORT_NMS = """
+import io, warnings, torch
+warnings.simplefilter("ignore")
+class Nms(torch.nn.Module):
+    def forward(self, boxes, scores):
+        return roiops.nms(boxes, scores, 0.5)
+boxes, scores = torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10]]), torch.tensor([0.9, 0.8])
+def export(**options):
+    program = torch.onnx.export(Nms(), (boxes, scores), dynamo=True, verbose=False, **options)
+    print("exported", "NonMaxSuppression" in {n.op_type for n in program.model.graph})
+"""
+
+
+def test_dynamo_export_needs_no_argument_whichever_is_imported_first():
+    """roiops reaches the exporter's registry whether torch.onnx's exporter was loaded before
+    `import roiops` or after."""
+    for first in ["import roiops", "import torch.onnx._internal.exporter._registration"]:
+        code = f"{first}\nimport roiops, torch\n{EXPORT_NMS}\nexport()"
+        result = run_fresh_python(code, timeout=300)
+        assert result.returncode == 0 and "exported True" in result.stdout, result.stderr
+
+
+def test_onnx_translations_as_a_custom_translation_table():
+    """The documented fallback for a torch whose exporter roiops cannot reach by itself: without
+    roiops' hook the export fails at its op, with the table it succeeds."""
+    code = (
+        "import sys, roiops, roiops._onnx as o\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, o._AfterImport)]\n"
+        f"{EXPORT_NMS}\n"
+        "try:\n    export()\n"
+        "except Exception as err:\n    print('refused', 'roiops.nms' in str(err))\n"
+        "export(custom_translation_table=roiops.onnx_translations())\n"
+    )
+    result = run_fresh_python(code, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "refused True" in result.stdout and "exported True" in result.stdout, result.stdout
