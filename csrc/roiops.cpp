@@ -2,10 +2,9 @@
 // registers the composite ops; the backends register kernels in csrc/cpu/ and csrc/cuda/; fake
 // kernels and autograd are registered from Python (roiops/_fake.py, roiops/_autograd.py).
 //
-// The shared object is also a (module-less) Python extension so that `import roiops._C` loads it
-// and runs the registrations; there is no pybind11 and no Python-visible function.
+// The shared object is a plain library with no Python in it: loading it runs the registrations.
+// Python loads it with torch.ops.load_library (import roiops), a C++ program with dlopen.
 
-#include <Python.h>
 #include <torch/library.h>
 
 #include <string>
@@ -53,11 +52,3 @@ TORCH_LIBRARY_IMPL(roiops, CUDA, m) {
 #endif
 
 }  // namespace roiops
-
-extern "C" {
-// `import roiops._C` needs a module init function; the module itself is empty.
-PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
-  return PyModule_Create(&module_def);
-}
-}

@@ -11,7 +11,7 @@ from . import _extension
 _extension.load()
 
 from . import _autograd, _fake, _onnx  # noqa: E402,F401  (registrations)
-from ._extension import build_info  # noqa: E402
+from ._extension import build_info, library_path  # noqa: E402
 from ._onnx import onnx_translations  # noqa: E402
 from .errors import ArgumentError, ArgumentTypeError, ArgumentValueError  # noqa: E402
 from .ops.anchors import AnchorGenerator  # noqa: E402
@@ -50,6 +50,7 @@ __all__ = [
     "decode_clip_boxes",
     "encode_boxes",
     "is_torchvision_patched",
+    "library_path",
     "multi_scale_roi_align",
     "nms",
     "onnx_translations",

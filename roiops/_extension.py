@@ -1,8 +1,11 @@
-"""Loads the compiled extension, whose static initialisers register the torch.ops.roiops.* ops."""
+"""Loads the op library, roiops/_C, whose static initialisers register the torch.ops.roiops.* ops.
+
+The library is a plain shared object with no Python in it (as torchvision's _C): Python loads it
+with torch.ops.load_library, a C++ program with dlopen -- see library_path()."""
 
 from __future__ import annotations
 
-import importlib
+from pathlib import Path
 
 import torch
 
@@ -13,21 +16,28 @@ def _release(version: str) -> str:
     return version.split("+")[0]
 
 
+def library_path() -> str:
+    """Path of roiops' op library: what a C++ program loads (dlopen, or linked with
+    -Wl,--no-as-needed) before it runs a model that calls roiops' ops, such as an AOTInductor
+    package of roiops.models.StaticMaskRCNN (examples/cpp)."""
+    found = sorted(Path(__file__).parent.glob("_C*.so"))
+    if not found:
+        raise ImportError(
+            "roiops' op library (roiops/_C*.so) is missing: this roiops was imported from a source "
+            "tree that has not been built; install it with `pip install .` (or `pip install -e .` "
+            "for development)."
+        )
+    return str(max(found, key=lambda p: p.stat().st_mtime))  # a stale build beside a new one
+
+
 def load() -> None:
+    path = library_path()
     try:
-        importlib.import_module("roiops._C")
-    except ModuleNotFoundError as err:
-        if err.name != "roiops._C":
-            raise
+        torch.ops.load_library(path)
+    except OSError as err:
         raise ImportError(
-            "roiops' compiled extension (roiops._C) is missing: this roiops was imported from a "
-            "source tree that has not been built; install it with `pip install .` (or "
-            "`pip install -e .` for development)."
-        ) from None
-    except (ImportError, OSError) as err:
-        raise ImportError(
-            f"roiops' compiled extension failed to load with torch {torch.__version__} ({err}); it "
-            f"was most likely built against another torch: rebuild it with `{_REBUILD}`."
+            f"roiops' op library failed to load with torch {torch.__version__} ({err}); it was "
+            f"most likely built against another torch: rebuild it with `{_REBUILD}`."
         ) from err
     built_with = build_info()["torch"]
     if _release(built_with) != _release(torch.__version__):
@@ -38,6 +48,7 @@ def load() -> None:
 
 
 def build_info() -> dict:
-    """How the loaded extension was built: {"torch": version, "cuda": bool}."""
+    """How the loaded library was built: {"torch": version, "cuda": bool}; "cuda" says whether
+    the CUDA kernels were compiled in, not whether a GPU is present (torch.cuda.is_available())."""
     fields = dict(item.split("=", 1) for item in torch.ops.roiops._build_info().split(";"))
     return {"torch": fields["torch"], "cuda": fields["cuda"] == "1"}

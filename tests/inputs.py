@@ -214,6 +214,18 @@ def run_fresh_python(code: str, timeout: float) -> subprocess.CompletedProcess:
     )
 
 
+def build_support(name: str):
+    """build_support/<name>.py of this checkout (the build's own code, not in the package), loaded
+    by path: putting the checkout on sys.path would import its unbuilt roiops."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "build_support" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_build_support_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @contextlib.contextmanager
 def deterministic_algorithms():
     """torch.use_deterministic_algorithms(True) for the block: RoIAlign's CUDA backward gathers."""

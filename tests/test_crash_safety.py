@@ -18,9 +18,11 @@ import textwrap
 import pytest
 import torch
 from conftest import DEVICES
-from inputs import run_fresh_python
+from inputs import build_support, run_fresh_python
 
-from roiops._libstdcxx_check import foreign_libstdcxx_code, loaded_libstdcxx
+import roiops
+
+elf = build_support("elf")
 
 # op -> (a call with one bad argument, where x is a [2, 3, 8, 8] map, b [5, 4] boxes, r [5, 5] RoIs
 # and s [5] scores on the device; what the error message must say, numbers included)
@@ -99,15 +101,16 @@ def test_bad_argument_raises_with_its_number_in_a_fresh_process(op, device):
     assert number in message, f"the message lost its number {number!r}: {message}"
 
 
-def _extension_path() -> str:
-    import importlib
-
-    return importlib.import_module("roiops._C").__file__
-
-
 def test_installed_library_carries_no_libstdcxx_code_of_its_own():
-    assert loaded_libstdcxx() is not None  # torch loaded it: the check below is not vacuous
-    assert foreign_libstdcxx_code(_extension_path()) == []
+    assert elf.loaded_libstdcxx() is not None  # torch loaded it: the check below is not vacuous
+    assert elf.foreign_libstdcxx_code(roiops.library_path()) == []
+
+
+def test_installed_library_needs_no_python():
+    """A C++ program without an interpreter can load it (examples/cpp does)."""
+    library = roiops.library_path()
+    assert elf.python_references(library) == []
+    assert any(name.startswith("libtorch_cpu") for name in elf.needed_libraries(library))
 
 
 @pytest.mark.skipif(shutil.which("c++") is None, reason="needs a C++ compiler")
@@ -123,6 +126,20 @@ def test_the_check_finds_a_statically_linked_libstdcxx(tmp_path):
     base = ["c++", "-shared", "-fPIC", "-O2", str(source), "-o"]
     subprocess.run([*base, str(static), "-static-libstdc++"], check=True)
     subprocess.run([*base, str(shared)], check=True)
-    found = foreign_libstdcxx_code(str(static))
+    found = elf.foreign_libstdcxx_code(str(static))
     assert "_ZNSo9_M_insertIlEERSoT_" in found  # std::ostream::_M_insert<long>
-    assert foreign_libstdcxx_code(str(shared)) == []
+    assert elf.foreign_libstdcxx_code(str(shared)) == []
+
+
+@pytest.mark.skipif(shutil.which("c++") is None, reason="needs a C++ compiler")
+def test_the_check_finds_a_reference_to_python(tmp_path):
+    """The control: a library that calls the Python C-API is found out (no Python headers needed:
+    the symbol is declared by hand)."""
+    source = tmp_path / "calls_python.cpp"
+    source.write_text(
+        'extern "C" void* PyLong_FromLong(long);\nvoid* one() { return PyLong_FromLong(1); }\n'
+    )
+    library = tmp_path / "calls_python.so"
+    subprocess.run(["c++", "-shared", "-fPIC", str(source), "-o", str(library)], check=True)
+    assert elf.python_references(str(library)) == ["PyLong_FromLong"]
+    assert "needs Python (PyLong_FromLong)" in elf.op_library_problem(str(library))

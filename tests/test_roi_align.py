@@ -398,7 +398,7 @@ def test_import_from_an_unbuilt_source_tree_says_how_to_fix_it(tmp_path):
         timeout=120,
     )
     assert result.returncode != 0
-    assert "compiled extension (roiops._C) is missing" in result.stderr
+    assert "op library (roiops/_C*.so) is missing" in result.stderr
     assert "pip install ." in result.stderr
 
 
