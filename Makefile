@@ -2,7 +2,8 @@
 #   make bench   create .venv (torch 2.13.0 + torchvision 0.28.0), `pip install .`, time roiops against
 #                torchvision on the CPU: the ratio table, bench-output/report.md and speedup.png
 #   make test    same environment, run the test suite
-# and one more target: make demo (train a small Mask R-CNN on synthetic shapes, demo-output/).
+# and more targets: make demo (train a small Mask R-CNN on synthetic shapes, demo-output/), make cpp
+# (examples/cpp, the C++ runner of an exported model, in build/cpp/).
 # Only python3 (and nvcc, for the CUDA kernels) must exist beforehand.
 
 VENV ?= .venv
@@ -12,7 +13,7 @@ PY := $(VENV)/bin/python
 PIP_DEPS := $(PY) -m pip install --isolated --quiet
 SOURCES := setup.py pyproject.toml $(shell find csrc roiops -type f -not -name '*.pyc' -not -name '*.so')
 
-.PHONY: bench demo test lint install clean
+.PHONY: bench demo test lint install cpp clean
 
 bench: $(VENV)/.roiops-installed
 	$(PY) -P -m roiops bench --device cpu --out bench-output
@@ -22,6 +23,9 @@ demo: $(VENV)/.roiops-installed
 
 test: $(VENV)/.roiops-installed
 	$(VENV)/bin/pytest tests
+
+cpp: $(VENV)/.roiops-installed
+	bash examples/cpp/build.sh $(PY)
 
 lint: $(VENV)/.deps
 	$(VENV)/bin/ruff check .

@@ -1,5 +1,5 @@
-"""`python -m roiops demo ...` and `python -m roiops bench ...`; `python -m roiops <command> -h`
-describes each."""
+"""`python -m roiops demo|bench|export|predict ...`; `python -m roiops <command> -h` describes
+each."""
 
 from __future__ import annotations
 
@@ -29,6 +29,29 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _image_size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(side) for side in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected HEIGHTxWIDTH, e.g. 800x1067, got {text!r}"
+        ) from None
+    if height < 1 or width < 1:
+        raise argparse.ArgumentTypeError(f"both sides must be positive, got {text}")
+    return height, width
+
+
+def _batch_range(text: str) -> tuple[int, int]:
+    try:
+        low, _, high = text.partition("-")
+        batch = (int(low), int(high or low))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or MIN-MAX, e.g. 1-8, got {text!r}") from None
+    if not 1 <= batch[0] <= batch[1]:
+        raise argparse.ArgumentTypeError(f"expected 1 <= MIN <= MAX, got {text}")
+    return batch
+
+
 def writable_directory(path: str) -> Path:
     """The --out check, before any work: make the folder and write a file in it."""
     out = Path(path)
@@ -44,7 +67,9 @@ def writable_directory(path: str) -> Path:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m roiops", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,bench}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{demo,bench,export,predict}"
+    )
 
     from .demo import DEFAULT_MINUTES, DEFAULT_STEPS
 
@@ -115,6 +140,76 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="seconds of timing per case and side (default: 1 CPU, 0.5 CUDA)",
     )
+
+    export = commands.add_parser(
+        "export",
+        help="a checkpoint to an ExportedProgram, an AOTInductor package and ONNX, each verified",
+        description="Builds roiops.models.StaticMaskRCNN from a checkpoint (roiops' own -- the "
+        "demo's model.pt --, or a torchvision / roiops R50-FPN state_dict) for images of one "
+        "size and a range of batch sizes, and writes OUT/NAME.pt2 (torch.export), "
+        "OUT/NAME.aoti.pt2 (AOTInductor package: python, or C++ -- examples/cpp) and "
+        "OUT/NAME.onnx. Each file is loaded back and run on one batch before it is reported.",
+    )
+    export.add_argument("checkpoint", help="the detector checkpoint")
+    export.add_argument(
+        "--out", default="export-output", help="output folder (default: %(default)s)"
+    )
+    export.add_argument("--name", default="model", help="file name stem (default: %(default)s)")
+    export.add_argument(
+        "--format", default="pt2,aoti,onnx", help="comma-separated, of pt2,aoti,onnx (default: all)"
+    )
+    export.add_argument(
+        "--image-size",
+        type=_image_size,
+        required=True,
+        help="HEIGHTxWIDTH of the input images (others are letterboxed to it by predict)",
+    )
+    export.add_argument(
+        "--batch", type=_batch_range, default=(1, 8), help="N or MIN-MAX (default: 1-8)"
+    )
+    export.add_argument(
+        "--max-detections",
+        type=_non_negative_int,
+        default=100,
+        help="detections per image (default: 100)",
+    )
+    export.add_argument(
+        "--roi-masks",
+        action="store_true",
+        help="output each detection's 28x28 mask probabilities instead of pasted masks",
+    )
+    export.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="default: cpu")
+    export.add_argument("--dtype", default="float32", help="default: float32 (the only one so far)")
+
+    predict = commands.add_parser(
+        "predict",
+        help="run a model over images: COCO results and pictures",
+        description="Runs MODEL -- a file of `roiops export` (.pt2, .aoti.pt2, .onnx) or a "
+        "checkpoint -- over PNG / JPEG images (files, or the images of folders) letterboxed to "
+        "its size, and writes OUT/detections.json (COCO results, masks as RLE), OUT/images.json "
+        "and one picture per image. Unreadable images are named at the end (exit status 1).",
+    )
+    predict.add_argument("model", help="the model file or checkpoint")
+    predict.add_argument("images", nargs="+", help="image files or folders")
+    predict.add_argument(
+        "--out", default="predict-output", help="output folder (default: %(default)s)"
+    )
+    predict.add_argument(
+        "--batch-size", type=_non_negative_int, default=4, help="images per batch (default: 4)"
+    )
+    predict.add_argument(
+        "--image-size",
+        type=_image_size,
+        default=None,
+        help="HEIGHTxWIDTH to run a checkpoint at (default: its min_size x max_size)",
+    )
+    predict.add_argument(
+        "--draw-threshold",
+        type=float,
+        default=0.5,
+        help="draw detections scoring at least this (default: 0.5; all are in detections.json)",
+    )
+    predict.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="default: cpu")
     return parser
 
 
@@ -139,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         distributed.run(work, args.nproc, args.device)
         return 0
+    if args.command in ("export", "predict"):
+        return _deploy(parser, args)
     from . import bench
 
     try:
@@ -147,6 +244,42 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     return bench.run(options)
+
+
+def _deploy(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from .errors import ArgumentValueError
+
+    try:
+        out = writable_directory(args.out)
+        if args.command == "export":
+            from .deploy import export
+
+            written = export.export(
+                args.checkpoint,
+                out,
+                args.name,
+                [f.strip() for f in args.format.split(",") if f.strip()],
+                args.image_size,
+                args.batch,
+                args.max_detections,
+                args.device,
+                args.dtype,
+                paste_masks=not args.roi_masks,
+            )
+            return 0 if all(w.verified is None for w in written) else 1
+        from .deploy import predict
+
+        return predict.predict(
+            args.model,
+            args.images,
+            out,
+            args.batch_size,
+            args.image_size,
+            args.draw_threshold,
+            args.device,
+        )
+    except ArgumentValueError as err:
+        parser.error(str(err))
 
 
 if __name__ == "__main__":

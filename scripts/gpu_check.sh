@@ -3,20 +3,23 @@
 # only its own torch and torchvision (offline is fine). Everything lands under $OUT
 # (default ./gpu-results); copy $OUT to benchmarks/results/cuda/ and commit it.
 #   env.txt        GPU, driver, torch / torchvision / python versions
-#   toolchain.txt  compilers, the interpreter's link flags, the link line, ldd of _C, the libstdc++
-#                  check (roiops/_libstdcxx_check.py), _C's defined std:: symbols
+#   toolchain.txt  compilers, the interpreter's link flags, the link line, ldd of the op library,
+#                  its checks (build_support/elf.py: no libstdc++ code, no Python), its std:: symbols
 #   wheel/         the wheel that was built and tested;  build.log
 #   tests.md       the test suite file by file, each in its own process (a crash in one file hides
 #                  no other), with pass / fail / skip counts and exit codes; tests/<file>.log
 #   sanitizer.log  compute-sanitizer memcheck over the CUDA cases of the op tests (capped)
 #   bench/         python -m roiops bench --device cuda: report.md, results.json, speedup.png
 #   bench-deterministic/  the deterministic-mode backward case alone (capped: torchvision compiles)
+#   deploy/        the demo's model exported for CUDA (pt2, AOTInductor package; ONNX where onnx is
+#                  installed), predict with the package from Python, the C++ runner built and run
+#                  on the same package and images, and whether the two agree (deploy/deploy.log)
 # Budget on an H200 (16 cores): build ~70 s, tests ~3 min, sanitizer <= 90 s, bench ~2 min.
 #   bash scripts/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-results}
-mkdir -p "$OUT/tests" "$OUT/wheel"
+mkdir -p "$OUT/tests" "$OUT/wheel" "$OUT/deploy"
 PY=${PYTHON:-python3}
 export ROIOPS_CUDA=1 PYTHONUNBUFFERED=1
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-$(nproc)}
@@ -51,21 +54,19 @@ echo "== toolchain ($(elapsed))"
   echo "# libstdc++ beside the compiler"
   for f in libstdc++.so libstdc++.a; do echo "$f -> $(readlink -f "$(c++ -print-file-name=$f)")"; done
   echo "# the link line"; grep -E -- " -shared .*_C\." "$OUT/build.log" | tail -1
-  SO=$(cd /tmp && $PY -c "import importlib; print(importlib.import_module('roiops._C').__file__)" 2> /dev/null)
+  SO=$(cd /tmp && $PY -c "import roiops; print(roiops.library_path())" 2> /dev/null)
   echo "# ldd $SO"; ldd "$SO"
-  echo "# the libstdc++ check of the installed library"
+  echo "# the checks of the installed library"
   (cd /tmp && $PY -c "
-import importlib, torch
-from roiops import _libstdcxx_check as c
-so = importlib.import_module('roiops._C').__file__
-found = c.foreign_libstdcxx_code(so)
-print('loaded libstdc++:', c.loaded_libstdcxx())
-print(c.explain(so, found) if found else 'no libstdc++ code of its own: OK')")
+import sys; sys.path.insert(0, '$PWD/build_support')
+import elf, roiops
+print('loaded libstdc++:', elf.loaded_libstdcxx())
+print(elf.op_library_problem(roiops.library_path()) or 'no libstdc++ code of its own, no Python: OK')")
   echo "# std:: symbols _C defines (header template code is expected; library code is not)"
   nm -DC --defined-only "$SO" | grep -c ' std::'
   nm -DC --defined-only "$SO" | grep ' std::' | head -40
 } > "$OUT/toolchain.txt" 2>&1
-sed -n '/the libstdc++ check/,/std:: symbols/p' "$OUT/toolchain.txt"
+sed -n '/the checks of the installed library/,/std:: symbols/p' "$OUT/toolchain.txt"
 
 echo "== tests, file by file ($(elapsed))"
 # -P: keep the source tree's roiops/ (no compiled extension) off sys.path; test the installed one.
@@ -107,6 +108,30 @@ timeout "${BENCH_TIMEOUT:-240}" $PY -P -m roiops bench --device cuda --dtypes fl
 timeout "${DETERMINISTIC_TIMEOUT:-120}" $PY -P -m roiops bench --device cuda --all \
   --filter "deterministic mode" --out "$OUT/bench-deterministic" ||
   echo "deterministic-mode case: not finished within its cap"
+
+echo "== deploy on CUDA: export, predict, the C++ runner ($(elapsed))"
+{
+  D="$OUT/deploy"
+  mkdir -p "$D/images"
+  $PY -P -c "
+from pathlib import Path
+from roiops.demo import shapes
+images, _ = shapes.as_lists(list(shapes.ShapesDataset(0, part=1, length=12)))
+shapes.save_images(Path('$D/images'), images)"
+  formats=pt2,aoti
+  $PY -c "import onnxscript" 2> /dev/null && formats=pt2,aoti,onnx
+  timeout "${DEPLOY_TIMEOUT:-300}" $PY -P -m roiops export docs/demo/model.pt --image-size 128x128 \
+    --batch 1-4 --device cuda --format $formats --out "$D" &&
+    $PY -P -m roiops predict "$D/model.aoti.pt2" "$D/images" --out "$D/python" &&
+    bash examples/cpp/build.sh $PY &&
+    build/cpp/roiops_predict "$D/model.aoti.pt2" "$D"/images/*.png --out "$D/cpp.json" --repeat 20 &&
+    $PY -c "
+import json
+cpp = json.load(open('$D/cpp.json')); py = json.load(open('$D/python/detections.json'))
+print('C++ and Python detections equal:', cpp == py, len(cpp), len(py))
+assert cpp == py"
+} > "$OUT/deploy/deploy.log" 2>&1 || { echo "deploy: failed (deploy/deploy.log)"; status=1; }
+tail -4 "$OUT/deploy/deploy.log"
 
 echo "== done in $(elapsed), status $status"
 cat "$OUT/tests.md"

@@ -70,7 +70,8 @@ def test_two_processes_train_and_rank_0_alone_reports(launcher, tmp_path):
     assert "2 processes (DistributedDataParallel, gloo)" in err
     # one progress bar and one report: rank 1 trains silently and writes nothing
     assert err.count("] 2/2 loss") == 1 and err.count("held-out images: box AP") == 1
-    assert sorted(p.name for p in out.iterdir()) == ["detections.png", "metrics.json"]
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["detections.png", "images", "metrics.json", "model.pt"]
 
 
 AGREEMENT = """

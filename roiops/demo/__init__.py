@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from ..models.checkpoints import save_detector
 from .distributed import Process
 
 DEFAULT_STEPS = 800
@@ -28,6 +29,7 @@ DEFAULT_MINUTES = 4.6
 BATCH_SIZE = 8
 HELD_OUT_IMAGES = 200
 DRAWN_IMAGES = 6
+SAVED_IMAGES = 12  # held-out images written as PNG files: something to try `predict` on
 
 
 def check_dependencies() -> None:
@@ -54,7 +56,9 @@ def run(
     process: Process | None = None,
 ) -> dict | None:
     """Trains (at most `steps` steps, fitted into `minutes` of training when given), evaluates and
-    draws; writes out/metrics.json and out/detections.png and returns the metrics. With several
+    draws; writes out/metrics.json, out/detections.png, the trained model out/model.pt (a
+    detector checkpoint: `python -m roiops export` and `predict` take it) and the first held-out
+    images as PNG files in out/images/, and returns the metrics. With several
     processes (distributed.run calls this in each), all train and the main one (rank 0) evaluates,
     writes and returns the metrics; the others return None."""
     import numpy as np
@@ -105,6 +109,8 @@ def run(
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    save_detector(out / "model.pt", detector.cpu(), "roiops-demo", shapes.CLASSES)
+    shapes.save_images(out / "images", held_out_images[:SAVED_IMAGES])
     draw.draw_detections(
         out / "detections.png",
         held_out_images[:DRAWN_IMAGES],
@@ -114,8 +120,8 @@ def run(
     print(
         f"held-out images: box AP {metrics['box_AP']:.3f} (AP@0.5 {metrics['box_AP50']:.3f}), "
         f"mask AP {metrics['mask_AP']:.3f} (AP@0.5 {metrics['mask_AP50']:.3f}); "
-        f"trained {len(losses)} steps in {train_seconds:.0f} s\nwrote {out / 'metrics.json'} and "
-        f"{out / 'detections.png'}",
+        f"trained {len(losses)} steps in {train_seconds:.0f} s\nwrote {out / 'metrics.json'}, "
+        f"{out / 'detections.png'}, {out / 'model.pt'} and {out / 'images'}/",
         file=stream,
     )
     return report

@@ -3,41 +3,16 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from .._drawing import draw_detections as draw_on
 from .shapes import CLASSES
 
-CLASS_COLOURS = {1: (230, 60, 60), 2: (60, 130, 240), 3: (40, 190, 90)}
 SHOWN_SCORE = 0.5  # detections below this are not drawn (they still count in the AP)
 SCALE = 2
 GAP = 8
 HEADER = 22
-
-
-def _panel(image: torch.Tensor, boxes, labels, masks, scores=None) -> Image.Image:
-    pixels = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.float32)
-    for label, mask in zip(labels, masks):
-        colour = np.array(CLASS_COLOURS[label], dtype=np.float32)
-        pixels[mask] = 0.5 * pixels[mask] + 0.5 * colour
-    height, width = pixels.shape[:2]
-    panel = Image.fromarray(pixels.astype(np.uint8)).resize(
-        (width * SCALE, height * SCALE), Image.NEAREST
-    )
-    draw = ImageDraw.Draw(panel)
-    font = ImageFont.load_default(size=11)
-    for k, (box, label) in enumerate(zip(boxes, labels)):
-        x1, y1, x2, y2 = (v * SCALE for v in box)
-        draw.rectangle((x1, y1, x2, y2), outline=CLASS_COLOURS[label], width=2)
-        text = CLASSES[label] + ("" if scores is None else f" {scores[k]:.2f}")
-        left, top, right, bottom = draw.textbbox((x1, y1), text, font=font)
-        y = max(0, y1 - (bottom - top) - 3)
-        draw.rectangle(
-            (x1, y, x1 + right - left + 4, y + bottom - top + 3), fill=CLASS_COLOURS[label]
-        )
-        draw.text((x1 + 2, y + 1 - (top - y1)), text, fill=(255, 255, 255), font=font)
-    return panel
 
 
 def draw_detections(
@@ -48,18 +23,22 @@ def draw_detections(
         # lowest score first, so that where labels overlap the most confident one is on top
         order = output["scores"].argsort()
         shown = order[output["scores"][order] >= SHOWN_SCORE]
-        truth = _panel(
+        truth = draw_on(
             image,
             target["boxes"].tolist(),
             target["labels"].tolist(),
             target["masks"].bool().numpy(),
+            CLASSES,
+            scale=SCALE,
         )
-        found = _panel(
+        found = draw_on(
             image,
             output["boxes"][shown].tolist(),
             output["labels"][shown].tolist(),
             (output["masks"][shown, 0] > 0.5).numpy(),
+            CLASSES,
             output["scores"][shown].tolist(),
+            scale=SCALE,
         )
         panels.append((truth, found))
     side = panels[0][0].width

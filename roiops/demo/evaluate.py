@@ -33,11 +33,9 @@ def predict(model, images: list[torch.Tensor], batch_size: int = 16) -> list[dic
     return outputs
 
 
-def coco_metrics(targets: list[dict], outputs: list[dict]) -> dict[str, float]:
-    """AP (IoU .50:.95), AP50 and AP75 of boxes and of masks (probabilities cut at 0.5), as
-    COCO's evaluation computes them; every image is one COCO image."""
+def ground_truth(targets: list[dict]):
+    """The targets as COCO's ground truth (pycocotools.coco.COCO): image i is COCO image i."""
     from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
 
     size = targets[0]["masks"].shape[-2:] if targets else (0, 0)
     truth = {
@@ -45,8 +43,7 @@ def coco_metrics(targets: list[dict], outputs: list[dict]) -> dict[str, float]:
         "categories": [{"id": c, "name": name} for c, name in enumerate(CLASSES) if c],
         "annotations": [],
     }
-    boxes, segments = [], []
-    for i, (target, output) in enumerate(zip(targets, outputs)):
+    for i, target in enumerate(targets):
         for box, label, mask in zip(
             target["boxes"].tolist(), target["labels"].tolist(), target["masks"].numpy()
         ):
@@ -61,6 +58,19 @@ def coco_metrics(targets: list[dict], outputs: list[dict]) -> dict[str, float]:
                     "segmentation": _rle(mask),
                 }
             )
+    coco = COCO()
+    coco.dataset = truth
+    coco.createIndex()
+    return coco
+
+
+def coco_metrics(targets: list[dict], outputs: list[dict]) -> dict[str, float]:
+    """AP (IoU .50:.95), AP50 and AP75 of boxes and of masks (probabilities cut at 0.5), as
+    COCO's evaluation computes them; every image is one COCO image."""
+    from pycocotools.cocoeval import COCOeval
+
+    boxes, segments = [], []
+    for i, output in enumerate(outputs):
         masks = (output["masks"][:, 0] > 0.5).numpy()
         for box, label, score, mask in zip(
             output["boxes"].tolist(), output["labels"].tolist(), output["scores"].tolist(), masks
@@ -71,15 +81,13 @@ def coco_metrics(targets: list[dict], outputs: list[dict]) -> dict[str, float]:
     metrics = {}
     quiet = io.StringIO()  # pycocotools prints its progress and table; the demo prints its own
     with contextlib.redirect_stdout(quiet):
-        ground_truth = COCO()
-        ground_truth.dataset = truth
-        ground_truth.createIndex()
+        truth = ground_truth(targets)
         for kind, results in (("bbox", boxes), ("segm", segments)):
             prefix = "box" if kind == "bbox" else "mask"
             if not results:  # loadRes cannot take an empty list: nothing found scores zero
                 metrics.update({f"{prefix}_AP": 0.0, f"{prefix}_AP50": 0.0, f"{prefix}_AP75": 0.0})
                 continue
-            evaluation = COCOeval(ground_truth, ground_truth.loadRes(results), kind)
+            evaluation = COCOeval(truth, truth.loadRes(results), kind)
             evaluation.evaluate()
             evaluation.accumulate()
             evaluation.summarize()

@@ -66,11 +66,13 @@ def config() -> DetectorConfig:
     )
 
 
-def small_maskrcnn() -> MaskRCNN:
+def small_maskrcnn(cfg: DetectorConfig | None = None) -> MaskRCNN:
+    """The demo's detector, of `cfg` (default: config()); a checkpoint of it is architecture
+    "roiops-demo" to roiops.models.load_detector."""
     body = SmallBody()
     return assemble(
         BackboneWithFPN(
             body, FeaturePyramidNetwork(list(STAGE_CHANNELS), FPN_CHANNELS), FPN_CHANNELS
         ),
-        config(),
+        cfg or config(),
     )

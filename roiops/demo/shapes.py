@@ -81,7 +81,8 @@ def sample(rng: np.random.Generator, size: int = IMAGE_SIZE) -> tuple[torch.Tens
         if kept
         else torch.zeros(0, size, size, dtype=torch.uint8),
     }
-    pixels = torch.from_numpy(np.clip(image, 0, 255).astype(np.float32) / 255)
+    # 8-bit pixels, as a photo's: the images saved as PNG (predict's input) are these exactly.
+    pixels = torch.from_numpy(np.clip(image, 0, 255).round().astype(np.float32) / 255)
     return pixels.permute(2, 0, 1).contiguous(), target
 
 
@@ -100,6 +101,14 @@ class ShapesDataset(torch.utils.data.Dataset):
         if not 0 <= index < self.length:
             raise IndexError(f"image {index} of a set of {self.length}")
         return sample(np.random.default_rng([self.seed, self.part, index]))
+
+
+def save_images(folder, images: list[torch.Tensor]) -> None:
+    """Images as 000.png, 001.png, ...: their 8-bit pixels exactly (sample() quantises them)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(images):
+        pixels = (image.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(folder / f"{i:03d}.png")
 
 
 def as_lists(items: list[tuple[torch.Tensor, dict]]) -> tuple[list[torch.Tensor], list[dict]]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import sys
 import time
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
+from .._progress import Progress
 from ..models.detector import MaskRCNN
 from . import shapes
 from .distributed import Process
@@ -17,33 +17,6 @@ from .distributed import Process
 LEARNING_RATE = 2e-3
 WARMUP_STEPS = 50
 TIMED_STEPS = 20  # with a time budget, the speed is measured over these first steps
-
-
-class Progress:
-    """`[######----] 120/900 loss 0.812 | 3.4 it/s | 0:40 left` on one rewritten line of a
-    terminal, or a plain line every tenth of the run when the output is a file or pipe."""
-
-    def __init__(self, total: int, stream=None, width: int = 30) -> None:
-        self.total, self.stream, self.width = total, stream or sys.stderr, width
-        self.start = time.perf_counter()
-        self.interactive = self.stream.isatty()
-        self.last_printed = 0
-
-    def update(self, done: int, loss: float) -> None:
-        elapsed = time.perf_counter() - self.start
-        rate = done / elapsed if elapsed > 0 else 0.0
-        left = (self.total - done) / rate if rate > 0 else 0.0
-        filled = self.width * done // self.total
-        line = (
-            f"[{'#' * filled}{'-' * (self.width - filled)}] {done}/{self.total} "
-            f"loss {loss:.3f} | {rate:.2f} it/s | {int(left) // 60}:{int(left) % 60:02d} left"
-        )
-        if self.interactive:
-            self.stream.write("\r" + line + ("\n" if done == self.total else ""))
-        elif done == self.total or done - self.last_printed >= max(1, self.total // 10):
-            self.stream.write(line + "\n")
-            self.last_printed = done
-        self.stream.flush()
 
 
 def learning_rate(step: int, steps: int) -> float:
@@ -123,7 +96,7 @@ def train(
                 steps = len(history)
         if progress is not None:
             progress.total = steps
-            progress.update(len(history), history[-1])
+            progress.update(len(history), f"loss {history[-1]:.3f}")
         if len(history) == steps:
             break
     model.eval()

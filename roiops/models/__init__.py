@@ -8,16 +8,20 @@ Read in this order: transform.py (images -> padded batch), backbone.py (ResNet-5
 static.py is the same inference in fixed shapes (export, compile).
 """
 
+from .checkpoints import Detector, load_detector, save_detector
 from .config import DetectorConfig
 from .detector import MaskRCNN, fasterrcnn_resnet50_fpn, maskrcnn_resnet50_fpn
 from .static import StaticMaskRCNN
 from .transform import ImageList
 
 __all__ = [
+    "Detector",
     "DetectorConfig",
     "ImageList",
     "MaskRCNN",
     "StaticMaskRCNN",
     "fasterrcnn_resnet50_fpn",
+    "load_detector",
     "maskrcnn_resnet50_fpn",
+    "save_detector",
 ]

@@ -175,6 +175,32 @@ def _build(
     return model
 
 
+def _from_config(
+    with_masks: bool, cfg: DetectorConfig, frozen_batch_norm_eps: float | None
+) -> MaskRCNN:
+    backbone = resnet50_fpn(frozen_batch_norm_eps is not None, 5)
+    model = assemble(backbone, cfg, with_masks)
+    for module in model.modules():
+        if isinstance(module, FrozenBatchNorm2d):
+            module.eps = frozen_batch_norm_eps
+    return model
+
+
+def maskrcnn_resnet50_fpn_from_config(
+    cfg: DetectorConfig, frozen_batch_norm_eps: float | None = None
+) -> MaskRCNN:
+    """Mask R-CNN R50-FPN of `cfg`, untrained (what roiops.models.load_detector loads weights
+    into); frozen batch norm of that eps, or plain batch norm."""
+    return _from_config(True, cfg, frozen_batch_norm_eps)
+
+
+def fasterrcnn_resnet50_fpn_from_config(
+    cfg: DetectorConfig, frozen_batch_norm_eps: float | None = None
+) -> MaskRCNN:
+    """Faster R-CNN R50-FPN of `cfg`, untrained (see maskrcnn_resnet50_fpn_from_config)."""
+    return _from_config(False, cfg, frozen_batch_norm_eps)
+
+
 def maskrcnn_resnet50_fpn(
     *,
     weights: Any = None,

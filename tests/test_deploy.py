@@ -1,0 +1,332 @@
+"""Deploying: `python -m roiops export` (ExportedProgram, AOTInductor package, ONNX), `predict` on
+folders of images with any of them, the C++ runner of examples/cpp against Python on the same
+package, and the checkpoints they start from. The model is the demo's recorded one
+(docs/demo/model.pt: 128x128 images of shapes, real detections)."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from contextlib import redirect_stderr
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from inputs import SMALL_DETECTOR, torchvision_detector
+from torch.testing import assert_close
+
+import roiops
+from roiops.__main__ import main
+from roiops.demo import shapes
+from roiops.deploy.model_files import open_model
+from roiops.models.checkpoints import load_detector, save_detector
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "docs" / "demo"
+HELD_OUT = 200  # the demo's held-out set (roiops.demo.HELD_OUT_IMAGES)
+
+
+def run_command(*argv: str) -> tuple[int, str]:
+    """`python -m roiops ...` in this process: its exit status and what it printed on stderr."""
+    err = io.StringIO()
+    with redirect_stderr(err):
+        try:
+            status = main(list(argv))
+        except SystemExit as exit:  # argparse's errors
+            status = exit.code
+    return status, err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def held_out(tmp_path_factory):
+    """The demo's held-out images as PNG files (exactly its pixels: they are 8-bit) and their
+    targets."""
+    folder = tmp_path_factory.mktemp("held_out")
+    images, targets = shapes.as_lists(list(shapes.ShapesDataset(0, part=1, length=HELD_OUT)))
+    shapes.save_images(folder, images)
+    return folder, images, targets
+
+
+# ONNX where the onnx extra is installed (CI checks that it is: .ci/run); a GPU machine without it
+# still tests the other formats.
+FORMATS = ["pt2", "aoti"] + (["onnx"] if importlib.util.find_spec("onnxscript") else [])
+SUFFIXES = {"pt2": ".pt2", "aoti": ".aoti.pt2", "onnx": ".onnx"}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    status, printed = run_command(
+        "export", str(DEMO / "model.pt"), "--image-size", "128x128", "--batch", "1-4",
+        "--out", str(out), "--name", "shapes", "--format", ",".join(FORMATS),
+    )  # fmt: skip
+    assert status == 0, printed
+    return out, printed
+
+
+def detections_of(folder: Path) -> dict[int, list[dict]]:
+    by_image: dict[int, list[dict]] = {}
+    for entry in json.loads((folder / "detections.json").read_text()):
+        by_image.setdefault(entry["image_id"], []).append(entry)
+    return by_image
+
+
+def test_the_demo_model_is_recorded():
+    metrics = json.loads((DEMO / "metrics.json").read_text())
+    detector = load_detector(DEMO / "model.pt")
+    assert detector.architecture == "roiops-demo"
+    assert detector.classes == list(shapes.CLASSES)
+    assert metrics["steps"] == 800 and metrics["box_AP"] > 0.6
+
+
+def test_export_writes_and_verifies_every_format(exported):
+    out, printed = exported
+    for kind in FORMATS:
+        name = "shapes" + SUFFIXES[kind]
+        assert (out / name).is_file()
+        line = next(line for line in printed.splitlines() if name in line)
+        assert line.endswith("verified"), line
+        opened = open_model(out / name)
+        assert opened.kind == kind
+        assert (opened.info.image_height, opened.info.image_width) == (128, 128)
+        assert (opened.info.batch_min, opened.info.batch_max) == (1, 4)
+        assert opened.info.classes == list(shapes.CLASSES)
+
+
+def test_predict_with_every_format_gives_the_same_detections(held_out, exported, tmp_path):
+    """On 24 held-out images: the checkpoint run eagerly and the ExportedProgram bit for bit; the
+    AOTInductor package and ONNX Runtime with the same counts and labels, boxes within 1e-2 px
+    and scores within 1e-4."""
+    folder, _, _ = held_out
+    images = sorted(folder.iterdir())[:24]
+    out, _ = exported
+    results = {}
+    for model in [
+        DEMO / "model.pt",
+        out / "shapes.pt2",
+        out / "shapes.aoti.pt2",
+        out / "shapes.onnx",
+    ]:
+        target = tmp_path / model.name
+        status, printed = run_command(
+            "predict", str(model), *map(str, images), "--out", str(target), "--batch-size", "4"
+        )
+        assert status == 0, printed
+        results[model.name] = detections_of(target)
+        assert len(list(target.glob("*.png"))) == 24
+    eager = results["model.pt"]
+    assert sum(len(d) for d in eager.values()) > 24  # the trained model finds the shapes
+    assert results["shapes.pt2"] == eager
+    for name in [f"shapes{SUFFIXES[kind]}" for kind in FORMATS if kind != "pt2"]:
+        for image_id, expected in eager.items():
+            got = results[name][image_id]
+            assert [d["category_id"] for d in got] == [d["category_id"] for d in expected], name
+            boxes = torch.tensor([d["bbox"] for d in got])
+            assert_close(boxes, torch.tensor([d["bbox"] for d in expected]), rtol=0, atol=1e-2)
+            scores = torch.tensor([d["score"] for d in got])
+            assert_close(scores, torch.tensor([d["score"] for d in expected]), rtol=0, atol=1e-4)
+
+
+def coco_ap(folder: Path, targets: list[dict]) -> dict[str, float]:
+    """COCO box and mask AP of predict's detections.json against the demo's ground truth."""
+    import contextlib
+
+    from pycocotools.cocoeval import COCOeval
+
+    from roiops.demo.evaluate import ground_truth
+
+    metrics = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        truth = ground_truth(targets)
+        for kind in ["bbox", "segm"]:
+            evaluation = COCOeval(truth, truth.loadRes(str(folder / "detections.json")), kind)
+            evaluation.evaluate()
+            evaluation.accumulate()
+            evaluation.summarize()
+            metrics[kind] = float(evaluation.stats[0])
+    return metrics
+
+
+def test_predict_on_the_held_out_images_gives_the_demos_ap(held_out, tmp_path):
+    """The whole path -- PNG files, letterbox (a no-op at 128x128), the static model, mapping
+    back, COCO's RLE -- reproduces the AP the demo measured on the same model and images."""
+    folder, _, targets = held_out
+    status, printed = run_command(
+        "predict", str(DEMO / "model.pt"), str(folder), "--out", str(tmp_path)
+    )
+    assert status == 0, printed
+    recorded = json.loads((DEMO / "metrics.json").read_text())
+    ours = coco_ap(tmp_path, targets)
+    assert ours["bbox"] == pytest.approx(recorded["box_AP"], abs=1e-3)
+    assert ours["segm"] == pytest.approx(recorded["mask_AP"], abs=1e-3)
+
+
+def test_predict_letterboxes_other_sizes_and_reports_unreadable_images(held_out, tmp_path):
+    """A 96x160 image is scaled to fit 128x128, padded, and its detections mapped back into it; a
+    broken file is named at the end while the others are processed (exit status 1)."""
+    _, images, _ = held_out
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    wide = torch.nn.functional.interpolate(images[0][None], size=(96, 160), mode="bilinear")[0]
+    shapes.save_images(inputs, [wide, images[1]])
+    (inputs / "000.png").rename(inputs / "wide.png")
+    (inputs / "001.png").rename(inputs / "square.png")
+    (inputs / "broken.png").write_bytes(b"not a png")
+    status, printed = run_command(
+        "predict", str(DEMO / "model.pt"), str(inputs), "--out", str(tmp_path / "out")
+    )
+    assert status == 1
+    assert "could not read 1 of 3 images" in printed and "broken.png" in printed
+    catalogue = json.loads((tmp_path / "out" / "images.json").read_text())
+    sizes = {Path(i["file_name"]).name: (i["height"], i["width"]) for i in catalogue["images"]}
+    assert sizes == {"wide.png": (96, 160), "square.png": (128, 128)}
+    wide_id = next(i["id"] for i in catalogue["images"] if i["file_name"].endswith("wide.png"))
+    found = detections_of(tmp_path / "out")[wide_id]
+    assert found
+    for entry in found:
+        x, y, w, h = entry["bbox"]
+        assert 0 <= x <= x + w <= 160 and 0 <= y <= y + h <= 96
+        assert entry["segmentation"]["size"] == [96, 160]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["square.png", "wide.png"]
+
+
+def test_coco_rle_is_pycocotools():
+    """predict writes masks as COCO's compressed RLE without pycocotools; pycocotools agrees."""
+    from pycocotools import mask as mask_utils
+
+    from roiops.deploy.predict import coco_rle
+
+    g = np.random.default_rng(0)
+    for shape in [(5, 7), (128, 128), (1, 1), (40, 33), (0, 5)]:
+        for fraction in [0.5, 0.0, 1.1, 0.97]:  # noise, all set, none set, sparse
+            mask = g.random(shape) > fraction
+            expected = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+            ours = coco_rle(mask)
+            assert ours == {"size": list(expected["size"]), "counts": expected["counts"].decode()}
+
+
+# --- the C++ runner ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cpp_runner():
+    """examples/cpp built (examples/cpp/build.sh, as `make cpp`) against this process's torch and
+    roiops, into build/cpp/ (kept: once per checkout)."""
+    if shutil.which("cmake") is None or shutil.which("c++") is None:
+        pytest.fail("the C++ runner's test needs cmake and a C++ compiler (CI has both)")
+    env = {**os.environ, "PYTHONPATH": str(Path(roiops.__file__).parent.parent)}
+    result = subprocess.run(
+        ["bash", str(ROOT / "examples" / "cpp" / "build.sh"), sys.executable],
+        capture_output=True, text=True, env=env, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return ROOT / "build" / "cpp" / "roiops_predict"
+
+
+def test_cpp_runner_gives_pythons_detections(held_out, exported, cpp_runner, tmp_path):
+    """The same AOTInductor package on the same PNG files, one program in C++ (loading roiops'
+    op library without Python), one in Python: the same detections, masks' RLE included."""
+    folder, _, _ = held_out
+    out, _ = exported
+    package = out / "shapes.aoti.pt2"
+    images = [str(p) for p in sorted(folder.iterdir())[:8]]
+    command = [str(cpp_runner), str(package), *images, "--batch-size", "4"]
+    result = subprocess.run(
+        [*command, "--out", str(tmp_path / "cpp.json")],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": ""},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "8 images in batches of 4" in result.stdout
+    status, printed = run_command("predict", str(package), *images, "--out", str(tmp_path / "py"))
+    assert status == 0, printed
+    cpp = json.loads((tmp_path / "cpp.json").read_text())
+    python = json.loads((tmp_path / "py" / "detections.json").read_text())
+    assert len(cpp) == len(python) > 8
+    assert cpp == python  # every number (C++ prints doubles exactly) and every RLE string
+
+
+def test_cpp_runner_says_what_is_wrong(exported, cpp_runner, tmp_path):
+    out, _ = exported
+    package, nowhere = str(out / "shapes.aoti.pt2"), str(tmp_path / "none.so")
+    missing_ops = subprocess.run(
+        [str(cpp_runner), package, "x.png", "--ops", nowhere],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert missing_ops.returncode == 1 and "cannot load roiops' op library" in missing_ops.stderr
+    usage = subprocess.run([str(cpp_runner)], capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 2 and "usage:" in usage.stderr
+
+
+# --- checkpoints and bad use -------------------------------------------------------------------
+
+
+def test_a_torchvision_state_dict_loads_into_its_architecture(tmp_path):
+    """A torchvision Mask R-CNN's state_dict (random weights, plain batch norm) is recognised, its
+    classes counted from the predictor, and loaded whole (roiops' models share torchvision's
+    state_dict and results: tests/test_models.py)."""
+    tv = torchvision_detector("mask").eval()
+    torch.save(tv.state_dict(), tmp_path / "tv.pth")
+    detector = load_detector(tmp_path / "tv.pth")
+    assert detector.architecture == "maskrcnn_resnet50_fpn"
+    assert detector.classes == [str(c) for c in range(SMALL_DETECTOR["num_classes"])]
+    ours = detector.model.state_dict()
+    assert ours.keys() == tv.state_dict().keys()
+    assert all(torch.equal(ours[k], v) for k, v in tv.state_dict().items())
+
+
+def test_save_and_load_detector_round_trip(tmp_path):
+    detector = load_detector(DEMO / "model.pt")
+    save_detector(tmp_path / "again.pt", detector.model, "roiops-demo", detector.classes)
+    again = load_detector(tmp_path / "again.pt")
+    for (name, a), b in zip(detector.model.state_dict().items(), again.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize(
+    "make, argv, message",
+    [
+        (
+            "wrong_keys",
+            ["--image-size", "128x128"],
+            "does not fit maskrcnn_resnet50_fpn with 7 classes: missing keys",
+        ),
+        ("not_a_detector", ["--image-size", "128x128"], "neither roiops' detector checkpoint nor"),
+        (
+            "demo",
+            ["--image-size", "128x128", "--dtype", "float16"],
+            "--dtype float16: only float32",
+        ),
+        ("demo", ["--image-size", "0x128"], "both sides must be positive"),
+        ("demo", ["--image-size", "128x128", "--format", "pt2,tflite"], "expected some of"),
+        ("demo", ["--image-size", "128x128", "--batch", "4-2"], "expected 1 <= MIN <= MAX"),
+    ],
+)
+def test_export_refuses_bad_use_with_the_reason(tmp_path, make, argv, message):
+    if make == "demo":
+        checkpoint = DEMO / "model.pt"
+    else:
+        checkpoint = tmp_path / "bad.pth"
+        state = torchvision_detector("mask").state_dict()
+        if make == "wrong_keys":
+            state.pop("roi_heads.mask_predictor.mask_fcn_logits.weight")
+        else:
+            state = {"fc.weight": torch.zeros(2, 2)}
+        torch.save(state, checkpoint)
+    status, printed = run_command("export", str(checkpoint), *argv, "--out", str(tmp_path / "out"))
+    assert status == 2 and message in printed, printed
+    assert not list((tmp_path / "out").glob("*.pt2"))
+
+
+def test_export_names_the_missing_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if not installed
+    status, printed = run_command(
+        "export", str(DEMO / "model.pt"), "--image-size", "128x128", "--format", "onnx",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    assert status == 2 and "--format onnx needs onnxscript: pip install 'roiops[onnx]'" in printed
