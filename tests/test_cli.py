@@ -180,7 +180,9 @@ def test_bench_selects_the_extended_cases_only_with_all(tmp_path):
 
     default, everything = chosen(False), chosen(True)
     assert set(default) < set(everything)
-    assert not any("StaticMaskRCNN" in name for name, _ in default)
+    assert not any("StaticMaskRCNN eager" in name for name, _ in default)
+    assert ("StaticMaskRCNN in ONNX Runtime, 1 image (800x1067)", "float32") in default
+    assert ("StaticMaskRCNN in ONNX Runtime, 2 images (800x1067)", "float32") not in default
     assert ("StaticMaskRCNN compiled, 2 images (800x1067)", "float32") in everything
     assert ("Mask R-CNN stage: paste masks (2 images)", "float32") in everything
     assert ("Mask R-CNN stage: paste masks (2 images)", "float32") not in default

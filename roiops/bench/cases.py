@@ -15,7 +15,14 @@ import torchvision
 
 import roiops
 
-from .model_cases import STAGES, stage, static_model, whole_model
+from .model_cases import (
+    STAGES,
+    aoti_package_model,
+    onnx_runtime_model,
+    stage,
+    static_model,
+    whole_model,
+)
 from .timing import Prepared
 
 # Mask R-CNN R50-FPN at its default size: an 800x1333 image, padded to a multiple of 32 (800x1344);
@@ -342,6 +349,28 @@ CASES += [
     )
     for mode, counts in [("eager", (1, 2)), ("compiled", (1, 2)), ("compiled-fast", (2,))]
     for n in counts
+]
+# The same static model deployed: compiled ahead of time into an AOTInductor package (--all: its
+# compilation takes minutes on a CPU), and exported to ONNX and run by ONNX Runtime (CPU), where a
+# CPU deployment stands against roiops and torchvision (one image by default; two with --all).
+CASES += [
+    Case(
+        "StaticMaskRCNN AOTInductor package, 1 image (800x1067)",
+        aoti_package_model(1),
+        devices=("cpu",),
+        dtypes=("float32",),
+        extended_on=("cpu",),
+    )
+]
+CASES += [
+    Case(
+        f"StaticMaskRCNN in ONNX Runtime, {n} image{'s' * (n > 1)} (800x1067)",
+        onnx_runtime_model(n),
+        devices=("cpu",),
+        dtypes=("float32",),
+        extended_on=("cpu",) if n > 1 else (),
+    )
+    for n in (1, 2)
 ]
 CASES += [
     Case(

@@ -79,6 +79,56 @@ def static_model(count: int, mode: str):
     return prepare
 
 
+def onnx_runtime_model(count: int):
+    """StaticMaskRCNN exported to ONNX (torch.onnx.export, its default dynamo exporter) and run by
+    ONNX Runtime's CPU provider with torch's thread count, against torchvision's model on the same
+    `count` 800x1067 images: what a CPU deployment would pick instead of PyTorch."""
+
+    def prepare(device: torch.device, dtype: torch.dtype):
+        import onnxruntime
+
+        tv, ours = models(device.type)
+        static = roiops.models.StaticMaskRCNN(ours).eval()
+        g = torch.Generator().manual_seed(count)
+        batch = torch.rand(count, 3, *IMAGE_SIZES[0], generator=g)
+        dynamic = ({0: torch.export.Dim("batch", min=1, max=64)},)
+        with torch.no_grad():
+            program = torch.onnx.export(static, (batch,), dynamic_shapes=dynamic, verbose=False)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = onnxruntime.InferenceSession(
+            program.model_proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
+        feed = {session.get_inputs()[0].name: batch.numpy()}
+        return Prepared(lambda: session.run(None, feed), no_grad(lambda: tv(list(batch))), 0)
+
+    return prepare
+
+
+def aoti_package_model(count: int):
+    """StaticMaskRCNN compiled ahead of time into an AOTInductor package (what `python -m roiops
+    export --format aoti` writes; examples/cpp runs the same file from C++) and run from Python,
+    against torchvision's model on the same `count` 800x1067 images. The compilation (minutes on
+    2 cores) is set-up, not timed."""
+
+    def prepare(device: torch.device, dtype: torch.dtype):
+        import tempfile
+
+        tv, ours = models(device.type)
+        static = roiops.models.StaticMaskRCNN(ours).eval()
+        g = torch.Generator().manual_seed(count)
+        batch = torch.rand(count, 3, *IMAGE_SIZES[0], generator=g).to(device)
+        with torch.no_grad():
+            program = torch.export.export(static, (batch,))
+        with tempfile.TemporaryDirectory() as folder:
+            path = f"{folder}/model.aoti.pt2"
+            torch._inductor.aoti_compile_and_package(program, package_path=path)
+            package = torch._inductor.aoti_load_package(path)
+        return Prepared(lambda: package(batch), no_grad(lambda: tv(list(batch))), 0)
+
+    return prepare
+
+
 @functools.cache
 def stage_inputs(device_type: str):
     """Every stage's input, computed once with torchvision's modules (roiops' give the same)."""
