@@ -6,6 +6,8 @@ fake kernels and autograd, so ``torch.compile``, ``torch.export`` and ``torch.li
 work.
 """
 
+import importlib
+
 from . import _extension
 
 _extension.load()
@@ -60,3 +62,10 @@ __all__ = [
     "roi_align_sample_points",
     "unpatch_torchvision",
 ]
+
+
+def __getattr__(name: str):
+    """roiops.models and roiops.deploy on first use (`import roiops` does not load the models)."""
+    if name in ("models", "deploy"):
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -157,7 +157,10 @@ def _encode_boxes(reference_boxes, proposals, weights):
 def _box_iou(boxes1, boxes2, fmt="xyxy"):
     batch = torch.broadcast_shapes(boxes1.shape[:-2], boxes2.shape[:-2])
     promoted = torch.promote_types(boxes1.dtype, boxes2.dtype)
-    dtype = torch.float64 if promoted == torch.float64 else torch.float32
+    double = promoted == torch.float64 or (
+        not promoted.is_floating_point and torch.get_default_dtype() == torch.float64
+    )
+    dtype = torch.float64 if double else torch.float32
     return boxes1.new_empty((*batch, boxes1.size(-2), boxes2.size(-2)), dtype=dtype)
 
 

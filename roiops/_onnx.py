@@ -30,15 +30,13 @@ dynamic.
 from __future__ import annotations
 
 import functools
-import importlib.abc
-import importlib.util
 import inspect
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 import torch
 
+from ._imports import after_import
 from .errors import ArgumentValueError
 
 MIN_OPSET = 16  # RoiAlign's coordinate_transformation_mode (torchvision's `aligned`)
@@ -282,37 +280,9 @@ def _add_translations(registration: Any) -> None:
     registry_class.from_torchlib = classmethod(from_torchlib)
 
 
-class _AfterImport(importlib.abc.MetaPathFinder):
-    """Runs ``callback(module)`` right after ``name`` is first imported."""
-
-    def __init__(self, name: str, callback: Callable[[Any], None]) -> None:
-        self.name = name
-        self.callback = callback
-
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
-        if fullname != self.name:
-            return None
-        sys.meta_path.remove(self)  # the real finders find the module
-        spec = importlib.util.find_spec(fullname)
-        if spec is None or spec.loader is None:
-            return spec
-        execute = spec.loader.exec_module
-
-        def exec_module(module: Any) -> None:
-            execute(module)
-            self.callback(module)
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-
 _DYNAMO_REGISTRATION = "torch.onnx._internal.exporter._registration"
 
 
 def install_dynamo_translations() -> None:
     """Called once by ``import roiops``."""
-    module = sys.modules.get(_DYNAMO_REGISTRATION)
-    if module is not None:
-        _add_translations(module)
-    elif not any(isinstance(f, _AfterImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _AfterImport(_DYNAMO_REGISTRATION, _add_translations))
+    after_import(_DYNAMO_REGISTRATION, _add_translations)

@@ -25,7 +25,13 @@ from typing import Any
 
 import torch
 
-import roiops
+from .ops.anchors import AnchorGenerator
+from .ops.box_coder import BoxCoder
+from .ops.boxes import box_iou
+from .ops.nms import batched_nms, nms
+from .ops.paste_masks import paste_masks_in_image
+from .ops.poolers import MultiScaleRoIAlign
+from .ops.roi_align import roi_align
 
 _MISSING = object()
 
@@ -59,10 +65,10 @@ def _box_similarity_property(torchvision_box_iou) -> property:
     # instance, where they reappear after the patch -- as torchvision's box_iou when a model built
     # while patched assigned roiops' (from the patched module attribute).
     def get(self):
-        return roiops.box_iou
+        return box_iou
 
     def set(self, value):
-        self.__dict__["box_similarity"] = torchvision_box_iou if value is roiops.box_iou else value
+        self.__dict__["box_similarity"] = torchvision_box_iou if value is box_iou else value
 
     return property(get, set)
 
@@ -77,31 +83,31 @@ def _patches() -> list[_Patch]:
     traced = {"torchvision_when_traced": True}
     patches = [
         # Functions, where torchvision's code and its users look them up.
-        _Patch(torchvision.ops, "roi_align", roiops.roi_align),
-        _Patch(roi_align_module, "roi_align", roiops.roi_align),  # RoIAlign.forward
-        _Patch(roi_heads, "roi_align", roiops.roi_align),  # mask targets in training
-        _Patch(torchvision.ops, "nms", roiops.nms),
-        _Patch(boxes, "nms", roiops.nms),
-        _Patch(torchvision.ops, "batched_nms", roiops.batched_nms),
-        _Patch(boxes, "batched_nms", roiops.batched_nms),  # RPN and RoI heads
-        _Patch(torchvision.ops, "box_iou", roiops.box_iou),
-        _Patch(boxes, "box_iou", roiops.box_iou),  # RoI heads' matching
+        _Patch(torchvision.ops, "roi_align", roi_align),
+        _Patch(roi_align_module, "roi_align", roi_align),  # RoIAlign.forward
+        _Patch(roi_heads, "roi_align", roi_align),  # mask targets in training
+        _Patch(torchvision.ops, "nms", nms),
+        _Patch(boxes, "nms", nms),
+        _Patch(torchvision.ops, "batched_nms", batched_nms),
+        _Patch(boxes, "batched_nms", batched_nms),  # RPN and RoI heads
+        _Patch(torchvision.ops, "box_iou", box_iou),
+        _Patch(boxes, "box_iou", box_iou),  # RoI heads' matching
         # Classes: instances built before the patch run on roiops too.
-        _Patch(poolers.MultiScaleRoIAlign, "forward", roiops.MultiScaleRoIAlign.forward),
-        _Patch(_utils.BoxCoder, "encode_single", roiops.BoxCoder.encode_single),
-        _Patch(_utils.BoxCoder, "decode_single", roiops.BoxCoder.decode_single),
-        _Patch(anchor_utils.AnchorGenerator, "forward", roiops.AnchorGenerator.forward, **traced),
+        _Patch(poolers.MultiScaleRoIAlign, "forward", MultiScaleRoIAlign.forward),
+        _Patch(_utils.BoxCoder, "encode_single", BoxCoder.encode_single),
+        _Patch(_utils.BoxCoder, "decode_single", BoxCoder.decode_single),
+        _Patch(anchor_utils.AnchorGenerator, "forward", AnchorGenerator.forward, **traced),
         _Patch(
             anchor_utils.AnchorGenerator,
             "grid_anchors",
-            roiops.AnchorGenerator.grid_anchors,
+            AnchorGenerator.grid_anchors,
             **traced,
         ),
-        _Patch(anchor_utils.AnchorGenerator, "_anchors", roiops.AnchorGenerator._anchors),
+        _Patch(anchor_utils.AnchorGenerator, "_anchors", AnchorGenerator._anchors),
         _Patch(rpn.RegionProposalNetwork, "box_similarity", similarity),
         _Patch(roi_heads.RoIHeads, "box_similarity", similarity),
-        _Patch(roi_heads, "paste_masks_in_image", roiops.paste_masks_in_image, **traced),
-        _Patch(transform, "paste_masks_in_image", roiops.paste_masks_in_image, **traced),
+        _Patch(roi_heads, "paste_masks_in_image", paste_masks_in_image, **traced),
+        _Patch(transform, "paste_masks_in_image", paste_masks_in_image, **traced),
     ]
     return patches
 

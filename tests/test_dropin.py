@@ -171,6 +171,112 @@ def test_a_torchvision_detector_with_roiops_pooling_scripts_and_equals_eager():
             assert torch.equal(e[key], t[key]), key
 
 
+def test_scripted_box_errors_are_torch_jit_errors_as_torchvisions():
+    """torchvision checks roi_align's boxes in Python, a torch._assert when scripted:
+    torch.jit.Error (not a RuntimeError in torch 2.13). roiops does the same; an op's own check
+    fails as a RuntimeError in both (nms)."""
+    x = torch.rand(1, 2, 5, 5)
+    for function in [roiops.roi_align, torchvision.ops.roi_align]:
+        scripted = torch.jit.script(function)
+        for boxes in [torch.rand(3, 4), [torch.rand(3, 5)]]:
+            with pytest.raises(torch.jit.Error, match="boxes"):
+                scripted(x, boxes, [2, 2], 1.0, -1, False)
+    for function in [roiops.nms, torchvision.ops.nms]:
+        with pytest.raises(RuntimeError):
+            torch.jit.script(function)(torch.rand(3, 5), torch.rand(3), 0.5)
+
+
+def test_anchor_generator_scripts_and_equals_torchvisions():
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+
+    from roiops.models import ImageList
+
+    sizes, ratios = ((32,), (64,), (128,)), ((0.5, 1.0, 2.0),) * 3
+    scripted = torch.jit.script(roiops.AnchorGenerator(sizes, ratios))
+    images = ImageList(torch.zeros(2, 3, 128, 96), [(128, 96), (120, 90)])
+    maps = [torch.zeros(2, 8, 128 >> s, 96 >> s) for s in (3, 4, 5)]
+    ours = scripted(images, maps)
+    reference = AnchorGenerator(sizes, ratios)(images, maps)
+    assert len(ours) == 2 and all(torch.equal(o, r) for o, r in zip(ours, reference))
+
+
+def test_torchvisions_detectors_take_roiops_pooling_and_anchors():
+    """torchvision's fine-tuning tutorial: FasterRCNN around a custom backbone, given its anchor
+    generator and RoI pooler -- here roiops' classes, without patch_torchvision() (torchvision's
+    constructors check their types: roiops' are subclasses of torchvision's once it is loaded).
+    It trains and evaluates, equal to the same detector with torchvision's classes."""
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+
+    def detector(anchors, pooler):
+        torch.manual_seed(0)
+        backbone = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 16, 3, stride=4, padding=1), torch.nn.ReLU()
+        )
+        backbone.out_channels = 16
+        return FasterRCNN(
+            backbone,
+            num_classes=3,
+            rpn_anchor_generator=anchors(((16, 32, 64),), ((0.5, 1.0, 2.0),)),
+            box_roi_pool=pooler(["0"], 7, 2),
+            min_size=96,
+            max_size=128,
+        )
+
+    ours = detector(roiops.AnchorGenerator, roiops.MultiScaleRoIAlign)
+    theirs = detector(AnchorGenerator, torchvision.ops.MultiScaleRoIAlign)
+    assert isinstance(ours.roi_heads.box_roi_pool, roiops.MultiScaleRoIAlign)
+    g = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, 96, 120, generator=g), torch.rand(3, 100, 96, generator=g)]
+    targets = [
+        {"boxes": torch.tensor([[10.0, 12.0, 60.0, 70.0]]), "labels": torch.tensor([1])},
+        {"boxes": torch.tensor([[5.0, 5.0, 40.0, 30.0]]), "labels": torch.tensor([2])},
+    ]
+    for model in (ours, theirs):
+        model.train()
+    torch.manual_seed(1)
+    our_losses = ours(images, targets)
+    torch.manual_seed(1)
+    their_losses = theirs(images, targets)
+    for key, value in their_losses.items():
+        assert torch.equal(our_losses[key], value), key
+    sum(our_losses.values()).backward()
+    with torch.no_grad():
+        ours.eval(), theirs.eval()
+        for o, t in zip(ours(images), theirs(images)):
+            assert len(t["boxes"]) > 0
+            for key in ["boxes", "labels", "scores"]:
+                assert torch.equal(o[key], t[key]), key
+
+
+def test_stricter_arguments_are_torchvisions_now():
+    """What roiops refused and torchvision takes: any NMS threshold, an output size of 0, and
+    integer boxes' IoU in torch's default dtype."""
+    g = torch.Generator().manual_seed(3)
+    boxes, scores = clustered_boxes(60, g), torch.rand(60, generator=g)
+    for threshold in [-0.1, 1.0, 1.5, float("nan"), float("inf")]:
+        assert torch.equal(
+            roiops.nms(boxes, scores, threshold), torchvision.ops.nms(boxes, scores, threshold)
+        ), threshold
+    x, rois = roi_align_case("cpu", torch.float32, 1.0, channels=3)
+    for size in [0, (0, 3), (3, 0)]:
+        ours = roiops.roi_align(x, rois, size)
+        assert ours.shape == torchvision.ops.roi_align(x, rois, size).shape and ours.numel() == 0
+    with pytest.raises(ValueError, match="output_size must be non-negative"):
+        roiops.roi_align(x, rois, (-1, 3))
+    ints = (random_boxes(20, g) * 3).round().long()
+    previous = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(torch.float64)
+        for fmt in ["xyxy", "xywh", "cxcywh"]:
+            ours = roiops.box_iou(ints, ints[:7], fmt)
+            reference = torchvision.ops.box_iou(ints, ints[:7], fmt)
+            assert ours.dtype == reference.dtype == torch.float64
+            assert torch.equal(ours, reference), fmt
+    finally:
+        torch.set_default_dtype(previous)
+
+
 # --- torch.fx -------------------------------------------------------------------------------------
 
 
@@ -206,16 +312,21 @@ def test_fx_traces_the_ops_as_single_nodes():
     assert all(torch.equal(a, b) for a, b in zip(got, expected))
 
 
-def test_torchvision_feature_extraction_sees_roiops_modules():
+def test_torchvision_feature_extraction_sees_roiops_modules_as_its_own():
+    """torchvision's feature extraction keeps its poolers one node each: roiops' too (they are
+    subclasses of torchvision's once it is loaded), with the same node names."""
     from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
     feats, boxes, sizes = feature_pyramid("cpu", torch.float32, num_levels=4)
     model = TwoPoolers(list(feats))
     model(feats, boxes, sizes)
-    train_nodes, eval_nodes = get_graph_node_names(model)
-    assert "box_pool._multi_scale_pool" in eval_nodes and "mask_pool.roi_align" in eval_nodes
-    nodes = {"box_pool._multi_scale_pool": "pooled"}
-    extractor = create_feature_extractor(model, return_nodes=nodes)
+    theirs = TwoPoolers(list(feats))
+    theirs.box_pool = torchvision.ops.MultiScaleRoIAlign(list(feats), 7, 2)
+    theirs.mask_pool = torchvision.ops.RoIAlign(5, 1 / 4, 2)
+    theirs(feats, boxes, sizes)
+    assert get_graph_node_names(model) == get_graph_node_names(theirs)
+    assert "box_pool" in get_graph_node_names(model)[1]
+    extractor = create_feature_extractor(model, return_nodes={"box_pool": "pooled"})
     pooled = extractor(feats, boxes, sizes)["pooled"]
     assert torch.equal(pooled, roiops.MultiScaleRoIAlign(list(feats), 7, 2)(feats, boxes, sizes))
 

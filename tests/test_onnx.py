@@ -573,8 +573,8 @@ def test_onnx_translations_as_a_custom_translation_table():
     """The documented fallback for a torch whose exporter roiops cannot reach by itself: without
     roiops' hook the export fails at its op, with the table it succeeds."""
     code = (
-        "import sys, roiops, roiops._onnx as o\n"
-        "sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, o._AfterImport)]\n"
+        "import sys, roiops, roiops._imports as i\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, i._AfterImport)]\n"
         f"{EXPORT_NMS}\n"
         "try:\n    export()\n"
         "except Exception as err:\n    print('refused', 'roiops.nms' in str(err))\n"

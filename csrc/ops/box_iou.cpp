@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/ExpandUtils.h>
+#include <c10/core/DefaultDtype.h>
 #include <c10/util/accumulate.h>
 
 #include <string>
@@ -43,12 +44,19 @@ at::Tensor box_iou(BoxIouKernel kernel, const at::Tensor& boxes1, const at::Tens
   const at::IntArrayRef batch2 = boxes2.sizes().slice(0, boxes2.dim() - 2);
   const std::vector<int64_t> batch = at::infer_size(batch1, batch2);
   const int64_t n = boxes1.size(-2), m = boxes2.size(-2);
-  // Mixed dtypes promote as torch promotes them. Integer boxes in cxcywh are halved into float32
-  // by torchvision (int / 2); so they are here, up front -- equal to torchvision's while the areas
-  // are exact in float32 (below 2^24).
+  // Mixed dtypes promote as torch promotes them. torchvision divides integer areas (and, in
+  // cxcywh, halves integer sizes) by true division, into the default float dtype: under a float64
+  // default, integer boxes are computed as float64 boxes -- the same numbers while the products
+  // stay exact (below 2^53); under float32, cxcywh integer boxes are halved into float32 up front
+  // (equal to torchvision's while the areas are exact in float32, below 2^24) and the others keep
+  // integer areas and divide in float32.
   at::ScalarType type = at::result_type(boxes1, boxes2);
-  if (format == box_math::BoxFormat::kCXCYWH && at::isIntegralType(type, /*includeBool=*/false)) {
-    type = at::kFloat;
+  if (at::isIntegralType(type, /*includeBool=*/false)) {
+    if (c10::get_default_dtype_as_scalartype() == at::kDouble) {
+      type = at::kDouble;
+    } else if (format == box_math::BoxFormat::kCXCYWH) {
+      type = at::kFloat;
+    }
   }
   const int64_t batch_size = c10::multiply_integers(batch);
   auto flat = [&](const at::Tensor& b, int64_t rows) {

@@ -48,11 +48,6 @@ at::Tensor nms_greedy(NmsGreedyKernel kernel, const at::Tensor& boxes,
 
 namespace {
 
-void check_threshold(const char* op, double iou_threshold) {
-  TORCH_CHECK_VALUE(iou_threshold >= 0.0 && iou_threshold <= 1.0, op,
-                    ": iou_threshold must be in [0, 1], got ", iou_threshold);
-}
-
 bool is_float_type(at::ScalarType t) {
   return t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16;
 }
@@ -122,7 +117,6 @@ std::tuple<at::Tensor, at::Tensor> keep_in_score_order(const at::Tensor& boxes,
 at::Tensor nms(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold) {
   constexpr const char* op = "nms";
   check_nms_args(op, boxes, scores, nullptr, 0);
-  check_threshold(op, iou_threshold);
   if (boxes.size(0) == 0) return at::empty({0}, boxes.options().dtype(at::kLong));
   auto [order, keep] =
       keep_in_score_order(boxes.unsqueeze(0), scores.unsqueeze(0), at::Tensor(), iou_threshold, -1);
@@ -133,7 +127,6 @@ at::Tensor batched_nms(const at::Tensor& boxes, const at::Tensor& scores, const 
                        double iou_threshold) {
   constexpr const char* op = "batched_nms";
   check_nms_args(op, boxes, scores, &idxs, 0);
-  check_threshold(op, iou_threshold);
   if (boxes.size(0) == 0) return at::empty({0}, boxes.options().dtype(at::kLong));
   // Any class index is a class here, negative ones too: shift so the smallest is 0.
   const at::Tensor classes = idxs.to(at::kLong).unsqueeze(0);
@@ -159,7 +152,6 @@ std::tuple<at::Tensor, at::Tensor> batched_nms_padded(const at::Tensor& boxes,
                                                       double iou_threshold, int64_t max_output) {
   constexpr const char* op = "batched_nms_padded";
   check_nms_args(op, boxes, scores, idxs.has_value() ? &*idxs : nullptr, 1);
-  check_threshold(op, iou_threshold);
   TORCH_CHECK_VALUE(max_output >= 0, op, ": max_output must be non-negative, got ", max_output);
   const int64_t batch = boxes.size(0), n = boxes.size(1);
   const auto long_opts = boxes.options().dtype(at::kLong);

@@ -35,15 +35,16 @@ void check_levels_and_scales(const char* op, size_t num_levels,
   }
 }
 
+// An output size of 0 gives an empty output, as in torchvision.
 void check_pooling(const char* op, int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio) {
-  TORCH_CHECK_VALUE(pooled_h > 0 && pooled_w > 0, op, ": output_size must be positive, got (",
-                    pooled_h, ", ", pooled_w, ")");
-  TORCH_CHECK_VALUE(pooled_h <= 4096 && pooled_w <= 4096, op,
-                    ": output_size must be at most 4096 per side, got (", pooled_h, ", ", pooled_w,
-                    ")");
-  TORCH_CHECK_VALUE(sampling_ratio >= -1 && sampling_ratio <= 1024, op,
-                    ": sampling_ratio must be -1 or 0 (adaptive) or in [1, 1024], got ",
-                    sampling_ratio);
+  TORCH_CHECK_VALUE(pooled_h >= 0 && pooled_w >= 0, op,
+                    ": output_size must be non-negative, got (", pooled_h, ", ", pooled_w, ")");
+  TORCH_CHECK_VALUE(pooled_h <= kMaxPooledSide && pooled_w <= kMaxPooledSide, op,
+                    ": output_size must be at most ", kMaxPooledSide, " per side, got (", pooled_h,
+                    ", ", pooled_w, ")");
+  TORCH_CHECK_VALUE(sampling_ratio >= -1 && sampling_ratio <= kMaxSamplingRatio, op,
+                    ": sampling_ratio must be -1 or 0 (adaptive) or in [1, ", kMaxSamplingRatio,
+                    "], got ", sampling_ratio);
 }
 
 namespace {
@@ -56,9 +57,8 @@ void check_map_shape(const char* op, const char* name, const at::Tensor& f) {
                     " must have a non-empty height and width to sample from, got shape ",
                     f.sizes());
   // Pixel indices are int32 in the kernels; element offsets are int64.
-  TORCH_CHECK_VALUE(f.size(2) <= std::numeric_limits<int>::max() / 2 &&
-                        f.size(3) <= std::numeric_limits<int>::max() / 2,
-                    op, ": ", name, " height and width must be below 2^30, got shape ", f.sizes());
+  TORCH_CHECK_VALUE(f.size(2) < kMaxMapSide && f.size(3) < kMaxMapSide, op, ": ", name,
+                    " height and width must be below 2^30, got shape ", f.sizes());
 }
 
 void check_features(const char* op, at::TensorList features, at::ArrayRef<double> spatial_scales) {
@@ -169,9 +169,10 @@ RoIAlignBackwardArgs prepare_backward(const char* op, const at::Tensor& grad,
                     ": batch_size and channels must be non-negative, got ", batch_size, " and ",
                     channels);
   for (size_t l = 0; l < heights.size(); ++l) {
-    TORCH_CHECK_VALUE(
-        heights[l] > 0 && widths[l] > 0 && heights[l] < (1 << 30) && widths[l] < (1 << 30), op,
-        ": feature map height and width must be in [1, 2^30), got ", heights[l], " x ", widths[l]);
+    TORCH_CHECK_VALUE(heights[l] > 0 && widths[l] > 0 && heights[l] < kMaxMapSide &&
+                          widths[l] < kMaxMapSide,
+                      op, ": feature map height and width must be in [1, 2^30), got ", heights[l],
+                      " x ", widths[l]);
   }
   RoIAlignParams params = check_params(op, rois, grad, levels, spatial_scales, pooled_h, pooled_w,
                                        sampling_ratio, aligned);
@@ -197,7 +198,7 @@ std::vector<at::Tensor> run_backward(RoIAlignBackwardKernel kernel,
     grads.push_back(
         at::zeros({args.batch_size, args.channels, args.heights[l], args.widths[l]}, options));
   }
-  if (args.rois.size(0) > 0 && args.channels > 0 && args.batch_size > 0) {
+  if (args.grad.numel() > 0 && args.batch_size > 0) {  // an empty output has no gradient to add
     const at::OptionalDeviceGuard device_guard(at::device_of(args.grad));
     kernel(args, grads);
   }

@@ -30,9 +30,9 @@ void check_levels_and_scales(const char* op, size_t num_levels,
 void check_pooling(const char* op, int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio);
 
 // The checks of roi_align's arguments that do not depend on the input's dtype, for backends whose
-// dtypes the op layer does not know (QuantizedCPU): input [N, C, H, W], non-empty and below 2^30
-// per side; spatial_scale finite and positive; rois [K, 5]; output size in [1, 4096] per side;
-// sampling_ratio in [-1, 1024].
+// dtypes the op layer does not know (QuantizedCPU): input [N, C, H, W], non-empty and below
+// kMaxMapSide per side; spatial_scale finite and positive; rois [K, 5]; output size in
+// [0, kMaxPooledSide] per side; sampling_ratio in [-1, kMaxSamplingRatio] (common/limits.h).
 void check_roi_align_geometry(const char* op, const at::Tensor& input, const at::Tensor& rois,
                               double spatial_scale, int64_t pooled_h, int64_t pooled_w,
                               int64_t sampling_ratio);

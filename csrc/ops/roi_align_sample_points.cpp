@@ -88,6 +88,9 @@ roi_align_sample_points(const at::Tensor& rois, double spatial_scale, int64_t po
                    rois.scalar_type());
   check_levels_and_scales(op, 1, {spatial_scale});
   check_pooling(op, pooled_h, pooled_w, sampling_ratio);
+  TORCH_CHECK_VALUE(pooled_h > 0 && pooled_w > 0, op,
+                    ": output_size must be positive (an empty output samples nowhere), got (",
+                    pooled_h, ", ", pooled_w, ")");
   const at::ScalarType type = accumulate_type(rois.scalar_type());
   const at::Tensor r = rois.to(at::kCPU, type).contiguous();
   const int64_t num = r.size(0);

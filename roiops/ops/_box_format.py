@@ -1,5 +1,5 @@
-"""Box-format helpers shared by the RoI pooling ops. to_rois and boxes_to_rois are TorchScript
-functions; the check_* and pair helpers run in eager mode only (in script the ops check)."""
+"""Box-format helpers shared by the RoI pooling ops. check_roi_boxes, to_rois and boxes_to_rois
+are TorchScript functions too; pair runs in eager mode only (in script, the ops check)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,25 @@ from ..errors import ArgumentTypeError, ArgumentValueError
 
 def check_roi_boxes(boxes: Tensor | list[Tensor], arg: str = "boxes") -> None:
     """Tensor[K, 5] (batch_index, x1, y1, x2, y2) or a list of per-image Tensor[L, 4]; raises
-    ArgumentValueError (torchvision raises AssertionError here) or ArgumentTypeError."""
+    ArgumentValueError (torchvision raises AssertionError here) or ArgumentTypeError. Scripted,
+    a failed torch._assert: torch.jit.Error, as torchvision's scripted check."""
+    if torch.jit.is_scripting():
+        if isinstance(boxes, list):
+            for b in boxes:
+                torch._assert(
+                    b.dim() == 2 and b.size(1) == 4,
+                    "boxes: each per-image Tensor must be [L, 4] of (x1, y1, x2, y2)",
+                )
+        else:
+            torch._assert(
+                boxes.dim() == 2 and boxes.size(1) == 5,
+                "boxes must be a Tensor[K, 5] of (batch_index, x1, y1, x2, y2)",
+            )
+    else:
+        _check_roi_boxes_eagerly(boxes, arg)
+
+
+def _check_roi_boxes_eagerly(boxes, arg: str) -> None:
     if isinstance(boxes, (list, tuple)):
         for i, b in enumerate(boxes):
             if not isinstance(b, Tensor) or b.dim() != 2 or b.size(1) != 4:

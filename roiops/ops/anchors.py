@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor, nn
 
+from .._imports import subclass_when_imported
 from .._onnx import cast, dtype_of, lowering, op
 from ..errors import ArgumentValueError, call_op
 
 
+class ImageList(NamedTuple):
+    """A batch as the detectors pass it (torchvision's ImageList: the same two fields)."""
+
+    tensors: Tensor  # [N, 3, H_pad, W_pad], zero-padded
+    image_sizes: list[tuple[int, int]]  # (height, width) of each image after resizing
+
+
 class AnchorGenerator(nn.Module):
-    """Drop-in for torchvision.models.detection.anchor_utils.AnchorGenerator.
+    """Drop-in for torchvision.models.detection.anchor_utils.AnchorGenerator, and an instance of it
+    once torchvision is imported: torchvision's detectors take it as rpn_anchor_generator.
 
     ``sizes[l]`` and ``aspect_ratios[l]`` give the anchors of feature map l. For size s and ratio r
     the cell anchor is round([-w, -h, w, h] / 2) with h = sqrt(r) * s, w = s / sqrt(r), rounded half
@@ -23,7 +34,7 @@ class AnchorGenerator(nn.Module):
         sizes: tuple[tuple[int, ...], ...] = ((128, 256, 512),),
         aspect_ratios: tuple[tuple[float, ...], ...] = ((0.5, 1.0, 2.0),),
     ) -> None:
-        super().__init__()
+        nn.Module.__init__(self)  # (not super(): torchvision's class may be put in between)
         if not isinstance(sizes[0], (list, tuple)):
             sizes = tuple((s,) for s in sizes)
         if not isinstance(aspect_ratios[0], (list, tuple)):
@@ -55,29 +66,33 @@ class AnchorGenerator(nn.Module):
 
     def _anchors(
         self,
-        grid_sizes: list[tuple[int, int]],
-        strides: list[tuple[int, int]],
+        heights: list[int],
+        widths: list[int],
+        stride_heights: list[int],
+        stride_widths: list[int],
         num_images: int,
         dtype: torch.dtype,
         device: torch.device,
     ) -> Tensor:
         """[num_images, sum_l H_l * W_l * A_l, 4], rows ordered (level, y, x, anchor): one op."""
-        if len(grid_sizes) != len(self.cell_anchors):
+        if not torch.jit.is_scripting() and len(heights) != len(self.cell_anchors):
             raise ArgumentValueError(
-                f"got {len(grid_sizes)} feature maps but anchors for "
+                f"got {len(heights)} feature maps but anchors for "
                 f"{len(self.cell_anchors)} levels (sizes={self.sizes})"
             )
         self.set_cell_anchors(dtype, device)
-        return call_op(
-            torch.ops.roiops.grid_anchors,
+        args = (
             torch.cat(self.cell_anchors),
             [c.size(0) for c in self.cell_anchors],
-            [h for h, _ in grid_sizes],
-            [w for _, w in grid_sizes],
-            [sh for sh, _ in strides],
-            [sw for _, sw in strides],
+            heights,
+            widths,
+            stride_heights,
+            stride_widths,
             num_images,
         )
+        if not torch.jit.is_scripting():
+            return call_op(torch.ops.roiops.grid_anchors, *args)
+        return torch.ops.roiops.grid_anchors(*args)
 
     def grid_anchors(
         self, grid_sizes: list[list[int]], strides: list[list[Tensor]]
@@ -85,24 +100,33 @@ class AnchorGenerator(nn.Module):
         """torchvision's grid_anchors: the anchors of one image, one Tensor[H * W * A, 4] per level,
         for feature maps of ``grid_sizes`` [(H, W), ...] at ``strides`` [(stride_h, stride_w), ...]
         (int64 scalars, as torchvision passes them)."""
-        sizes = [(int(h), int(w)) for h, w in grid_sizes]
-        steps = [(int(sh), int(sw)) for sh, sw in strides]
+        heights, widths = [int(s[0]) for s in grid_sizes], [int(s[1]) for s in grid_sizes]
+        steps_h, steps_w = [int(s[0]) for s in strides], [int(s[1]) for s in strides]
         ref = self.cell_anchors[0]
-        anchors = self._anchors(sizes, steps, 1, ref.dtype, ref.device)[0]
-        rows = [h * w * c.size(0) for (h, w), c in zip(sizes, self.cell_anchors)]
+        anchors = self._anchors(heights, widths, steps_h, steps_w, 1, ref.dtype, ref.device)[0]
+        rows = [h * w * c.size(0) for h, w, c in zip(heights, widths, self.cell_anchors)]
         return list(anchors.split(rows))
 
-    def forward(self, image_list, feature_maps: list[Tensor]) -> list[Tensor]:
-        """image_list: a torchvision ImageList (``.tensors`` padded batch, ``.image_sizes``).
-        Returns one Tensor[sum_l H_l * W_l * A_l, 4] per image (rows ordered level, y, x,
-        anchor)."""
-        image_h, image_w = image_list.tensors.shape[-2:]
-        sizes = [(int(f.shape[-2]), int(f.shape[-1])) for f in feature_maps]
+    def forward(self, image_list: ImageList, feature_maps: list[Tensor]) -> list[Tensor]:
+        """image_list: an ImageList (``.tensors`` padded batch, ``.image_sizes``), roiops' or
+        torchvision's. Returns one Tensor[sum_l H_l * W_l * A_l, 4] per image (rows ordered level,
+        y, x, anchor). Scripts (torch.jit.script) on roiops' ImageList."""
+        image_h, image_w = image_list.tensors.shape[-2], image_list.tensors.shape[-1]
+        heights = [int(f.shape[-2]) for f in feature_maps]
+        widths = [int(f.shape[-1]) for f in feature_maps]
         # P6 of an 800-pixel image: 800 // 13 = 61, not 64 (torchvision's integer division).
-        strides = [(int(image_h) // h, int(image_w) // w) for h, w in sizes]
+        steps_h = [int(image_h) // h for h in heights]
+        steps_w = [int(image_w) // w for w in widths]
         dtype, device = feature_maps[0].dtype, feature_maps[0].device
-        anchors = self._anchors(sizes, strides, len(image_list.image_sizes), dtype, device)
+        count = len(image_list.image_sizes)
+        anchors = self._anchors(heights, widths, steps_h, steps_w, count, dtype, device)
         return list(anchors.unbind(0))
+
+
+# torchvision's detectors check isinstance(rpn_anchor_generator, their AnchorGenerator).
+subclass_when_imported(
+    AnchorGenerator, "torchvision.models.detection.anchor_utils", "AnchorGenerator"
+)
 
 
 @lowering("grid_anchors")

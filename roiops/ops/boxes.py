@@ -16,8 +16,10 @@ def box_iou(boxes1: Tensor, boxes2: Tensor, fmt: str = "xyxy") -> Tensor:
     Args:
         fmt: "xyxy" (x1, y1, x2, y2), "xywh" (x1, y1, w, h) or "cxcywh" (centre, w, h). Rotated
             formats are not implemented (NotImplementedError).
-        boxes1, boxes2: any real dtype; leading dimensions broadcast. As in torchvision, half
-            precision and integer boxes give float32 IoU, float64 boxes float64; NaN propagates.
+        boxes1, boxes2: any real dtype; leading dimensions broadcast. As in torchvision, float64
+            boxes give float64 IoU, half precision boxes float32, and integer boxes torch's default
+            dtype (float32, or float64 under torch.set_default_dtype(torch.float64)); NaN
+            propagates.
     """
     if not torch.jit.is_scripting():
         return call_op(torch.ops.roiops.box_iou, boxes1, boxes2, fmt)
@@ -28,11 +30,14 @@ def box_iou(boxes1: Tensor, boxes2: Tensor, fmt: str = "xyxy") -> Tensor:
 def _box_iou_onnx(boxes1, boxes2, fmt):
     """The kernels' arithmetic (box_math.h: corners, intersection sides, areas, then the division)
     in float32 or float64; integer boxes in int64 up to the division (in float32), as the kernel
-    computes them, but for cxcywh, halved into float32 up front. float16 / bfloat16 boxes are
-    computed in float32 (roiops rounds the corners and sides to their dtype first)."""
+    computes them, but for cxcywh, halved into float32 up front, and under a float64 default dtype
+    computed as float64 boxes. float16 / bfloat16 boxes are computed in float32 (roiops rounds the
+    corners and sides to their dtype first)."""
     dtype = torch.promote_types(dtype_of(boxes1), dtype_of(boxes2))
     if dtype.is_floating_point:
         dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    elif torch.get_default_dtype() == torch.float64:
+        dtype = torch.float64
     elif fmt == "cxcywh":
         dtype = torch.float32
     else:

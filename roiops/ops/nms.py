@@ -18,7 +18,8 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
         boxes: Tensor[N, 4] (x1, y1, x2, y2). x2 < x1 gives zero overlap, as in torchvision.
             Quantized boxes (and scores) are compared on their integers, as torchvision does.
         scores: Tensor[N]. Equal scores keep ascending box order; NaN scores sort first.
-        iou_threshold: in [0, 1].
+        iou_threshold: any number, as in torchvision: at 1 or above nothing is suppressed, below 0
+            the best box suppresses all others (every IoU, 0 included, is above it).
 
     Returns:
         int64 Tensor of kept indices, by decreasing score (torchvision.ops.nms's result).

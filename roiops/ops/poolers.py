@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torch.jit.annotations import BroadcastingList2
 from torch.nn.modules.utils import _pair
 
+from .._imports import subclass_when_imported
 from .._onnx import cast, constant, dtype_of, lowering, op
 from ..errors import ArgumentValueError, call_op
 from ._box_format import boxes_to_rois, check_roi_boxes, pair, to_rois
@@ -73,8 +74,8 @@ def multi_scale_roi_align(
     Returns:
         Tensor[K, C, PH, PW], rows in the order of ``boxes``. Gradients reach every level.
     """
+    check_roi_boxes(boxes)
     if not torch.jit.is_scripting():
-        check_roi_boxes(boxes)
         ph, pw = pair(output_size)
         args = ([float(s) for s in spatial_scales], ph, pw, int(sampling_ratio), bool(aligned))
         op = torch.ops.roiops.multi_scale_roi_align
@@ -214,8 +215,7 @@ def _multi_scale_pool(
     """MultiScaleRoIAlign's forward as one function -- one node of a torch.fx graph. Levels index
     the selected maps by position, as in torchvision: with featmap_names that skip a level, boxes
     mapped past the last map get zero rows."""
-    if not torch.jit.is_scripting():
-        check_roi_boxes(boxes)
+    check_roi_boxes(boxes)
     maps = _select_maps(x, featmap_names)
     if scales is None:  # only when traced: eager calls infer them once and keep them
         scales = _infer_scales(maps, image_shapes)
@@ -231,7 +231,9 @@ def _multi_scale_pool(
 
 
 class MultiScaleRoIAlign(nn.Module):
-    """Drop-in for torchvision.ops.MultiScaleRoIAlign (same constructor, forward and results).
+    """Drop-in for torchvision.ops.MultiScaleRoIAlign (same constructor, forward and results), and
+    an instance of it once torchvision is imported: torchvision's detectors take it as box_roi_pool
+    and mask_roi_pool.
 
     Scales are inferred on the first call from the feature sizes and the largest image size, exactly
     as torchvision does; boxes are pooled with ``aligned=False`` (torchvision's choice for Mask
@@ -250,7 +252,7 @@ class MultiScaleRoIAlign(nn.Module):
         canonical_scale: int = 224,
         canonical_level: int = 4,
     ) -> None:
-        super().__init__()
+        nn.Module.__init__(self)  # (not super(): torchvision's class may be put in between)
         if isinstance(output_size, int):
             output_size = (output_size, output_size)
         self.featmap_names = featmap_names
@@ -291,6 +293,10 @@ class MultiScaleRoIAlign(nn.Module):
             f"{self.__class__.__name__}(featmap_names={self.featmap_names}, "
             f"output_size={self.output_size}, sampling_ratio={self.sampling_ratio})"
         )
+
+
+# torchvision's detectors check isinstance(box_roi_pool, torchvision.ops.MultiScaleRoIAlign).
+subclass_when_imported(MultiScaleRoIAlign, "torchvision.ops.poolers", "MultiScaleRoIAlign")
 
 
 def pool_padded(

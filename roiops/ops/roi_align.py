@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from torch.jit.annotations import BroadcastingList2
 from torch.nn.modules.utils import _pair
 
+from .._imports import subclass_when_imported
 from .._onnx import cast, dtype_of, lowering, op
 from ..errors import ArgumentValueError, call_op
 from ._box_format import check_roi_boxes, pair, to_rois
@@ -47,8 +48,8 @@ def roi_align(
         roiops.ArgumentValueError / ArgumentTypeError (a ValueError / TypeError, and also the
         RuntimeError and AssertionError torchvision raises) for bad arguments.
     """
+    check_roi_boxes(boxes)
     if not torch.jit.is_scripting():
-        check_roi_boxes(boxes)
         ph, pw = pair(output_size)
         rois = to_rois(boxes)
         args = (float(spatial_scale), ph, pw, int(sampling_ratio), bool(aligned))
@@ -86,7 +87,8 @@ def _roi_align_onnx(
 
 
 class RoIAlign(nn.Module):
-    """Module form of :func:`roi_align` (torchvision.ops.RoIAlign)."""
+    """Module form of :func:`roi_align` (torchvision.ops.RoIAlign), and an instance of it once
+    torchvision is imported (torchvision's feature extraction keeps it one node, as its own)."""
 
     def __init__(
         self,
@@ -95,7 +97,7 @@ class RoIAlign(nn.Module):
         sampling_ratio: int,
         aligned: bool = False,
     ) -> None:
-        super().__init__()
+        nn.Module.__init__(self)  # (not super(): torchvision's class may be put in between)
         self.output_size = output_size
         self.spatial_scale = spatial_scale
         self.sampling_ratio = sampling_ratio
@@ -112,6 +114,9 @@ class RoIAlign(nn.Module):
             f"spatial_scale={self.spatial_scale}, "
             f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned})"
         )
+
+
+subclass_when_imported(RoIAlign, "torchvision.ops.roi_align", "RoIAlign")
 
 
 class RoIAlignSamplePoints(NamedTuple):
