@@ -29,7 +29,7 @@ from roiops.models.checkpoints import load_detector, save_detector
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "docs" / "demo"
-HELD_OUT = 200  # the demo's held-out set (roiops.demo.HELD_OUT_IMAGES)
+HELD_OUT = 200  # the demo's held-out set (roiops.demo.command.HELD_OUT_IMAGES)
 
 
 def run_command(*argv: str) -> tuple[int, str]:

@@ -143,6 +143,46 @@ def test_eval_under_cpu_autocast_is_torchvisions(mask_pair):
         assert_close(o["masks"].float(), r["masks"].float(), rtol=0, atol=1e-2)
 
 
+@torch.no_grad()
+def test_eval_under_cpu_autocast_differs_only_among_tied_scores(monkeypatch):
+    """With COCO's 91 classes and 100 detections in bfloat16, two things part the models:
+    torchvision's batched_nms shifts each class's boxes by class * (max + 1), in bfloat16, which
+    moves them and changes what it suppresses (roiops' NMS is exact per class); and bfloat16 scores
+    tie exactly, where each model's sort decides which of a tie makes the top-100 cut. With
+    torchvision's own per-class NMS (what it runs above 4000 boxes anyway), the detections above
+    the lowest kept score are torchvision's, bit for bit, up to their order among equal scores."""
+    from torchvision.ops import boxes as torchvision_boxes
+
+    tv, ours = detector_pair("mask", num_classes=91, box_detections_per_img=100)
+    tv.eval(), ours.eval()
+    images, _ = detection_batch(seed=0)
+
+    def rows(d, above):
+        columns = [d["scores"][:, None], d["labels"][:, None], d["boxes"]]
+        values = torch.cat([c.float() for c in columns], 1)  # exact: bfloat16 and labels < 91
+        return sorted(map(tuple, values[above].tolist()))
+
+    def above_the_cut_equal(got, ref):
+        for o, r in zip(got, ref, strict=True):
+            lowest = r["scores"].min()
+            if o["scores"].min() != lowest or rows(o, o["scores"] > lowest) != rows(
+                r, r["scores"] > lowest
+            ):
+                return False
+        return True
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, ref = ours(images), tv(images)
+    assert all(len(o["scores"]) == len(r["scores"]) == 100 for o, r in zip(got, ref))
+    assert not above_the_cut_equal(got, ref)  # torchvision's bfloat16 offsets
+    trick = torchvision_boxes._batched_nms_vanilla  # torchvision's per-class loop
+    monkeypatch.setattr(torchvision_boxes, "_batched_nms_coordinate_trick", trick)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        per_class = tv(images)
+    assert above_the_cut_equal(got, per_class)
+    assert any(not torch.equal(o["boxes"], r["boxes"]) for o, r in zip(got, per_class))  # ties
+
+
 def training_step(model, images, targets, device, autocast_dtype=None):
     """Losses and parameter gradients of one step, with the samplers' random numbers seeded."""
     model.to(device).train()
@@ -328,6 +368,29 @@ def test_weights_that_are_not_a_file_say_where_to_put_them(tmp_path, monkeypatch
     enum = torchvision.models.detection.MaskRCNN_ResNet50_FPN_Weights.COCO_V1
     with pytest.raises(ValueError, match=r"maskrcnn_resnet50_fpn_coco-bf2d0c1e\.pth"):
         roiops.models.maskrcnn_resnet50_fpn(weights=enum)
+    with pytest.raises(ValueError, match=f"put it in {tmp_path / 'hub' / 'checkpoints'}"):
+        roiops.models.maskrcnn_resnet50_fpn(weights="maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth")
+
+
+def test_a_checkpoint_file_name_is_looked_up_where_the_message_says(tmp_path, monkeypatch):
+    """weights="file.pth" that is not a file here is looked for in torch.hub's checkpoint folder,
+    where the error message (and the README) say to put it."""
+    tv, _ = detector_pair("mask")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    name = "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth"
+    torch.save(released_format(tv.state_dict()), tmp_path / "hub" / "checkpoints" / name)
+    monkeypatch.chdir(tmp_path)  # not in the working directory
+    model = roiops.models.maskrcnn_resnet50_fpn(weights=name, **SMALL_DETECTOR)
+    ours, ref = model.state_dict(), tv.state_dict()
+    assert all(torch.equal(ours[k], ref[k]) for k in ours)
+
+
+def test_import_roiops_is_enough_for_roiops_models():
+    """`import roiops` then roiops.models.X, as the README writes it (loaded on first use)."""
+    code = "import roiops\nprint(roiops.models.maskrcnn_resnet50_fpn.__name__, roiops.deploy)"
+    result = run_fresh_python(code, timeout=120)
+    assert result.returncode == 0 and "maskrcnn_resnet50_fpn" in result.stdout, result.stderr
 
 
 def test_a_mismatched_state_dict_is_refused():

@@ -1,13 +1,11 @@
-"""The demo's detector: roiops' Mask R-CNN (roiops.models.detector.assemble: the same FPN, RPN and
-RoI heads as the R50-FPN model) around a small convolutional body sized for 128x128 images."""
+"""The demo's detector: roiops' Mask R-CNN (roiops.models.assemble: the same FPN, RPN and RoI
+heads as the R50-FPN model) around a small convolutional body sized for 128x128 images."""
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..models.backbone import BackboneWithFPN, FeaturePyramidNetwork
-from ..models.config import DetectorConfig
-from ..models.detector import MaskRCNN, assemble
+from ..models import BackboneWithFPN, DetectorConfig, FeaturePyramidNetwork, MaskRCNN, assemble
 from .shapes import CLASSES, IMAGE_SIZE
 
 STAGE_CHANNELS = (32, 64, 96, 128)  # at strides 4, 8, 16, 32, as ResNet's layer1..layer4

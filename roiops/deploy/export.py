@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.testing import assert_close
 
 from ..errors import ArgumentValueError
 from .model_files import FORMATS, ModelInfo, info_of, open_model
@@ -166,19 +165,24 @@ def _export_onnx(static, example, batch, info: ModelInfo, outputs: list[str], pa
 
 
 def _verify(path: Path, info: ModelInfo, example, reference) -> str | None:
-    """None when the file, loaded back, reproduces the eager outputs; else what differs."""
+    """None when the file, loaded back, reproduces the eager outputs on the example batch (random
+    images); else what differs. Near-tied scores -- common with untrained weights -- may come out
+    in another order from other convolutions: then say so."""
     opened = open_model(path)
     if opened.info != info:
         return f"its metadata reads back as {opened.info}"
     outputs = opened.run(example)
-    exact = opened.kind == "pt2"
-    for key, expected in reference.items():
-        got = outputs[key].to(expected.device)
-        try:
-            if exact or key in ("labels", "num_detections"):
-                assert torch.equal(got, expected), "not equal"
-            else:
-                assert_close(got, expected, rtol=0, atol=VERIFY_TOLERANCE[key])
-        except AssertionError as err:
-            return f"{key}: {str(err).splitlines()[0]}"
+    exact = opened.kind == "pt2"  # the eager kernels: the very bits
+    for key in ["num_detections", "labels", *(k for k in reference if k in VERIFY_TOLERANCE)]:
+        expected, got = reference[key], outputs[key].to(reference[key].device)
+        limit = 0.0 if exact else VERIFY_TOLERANCE.get(key, 0.0)
+        wrong = (got.double() - expected.double()).abs() > limit
+        if wrong.any():
+            slots = wrong.flatten(2).any(-1) if wrong.dim() > 2 else wrong  # [N, K] or [N]
+            by = f" by more than {limit:g}" if limit else ""
+            return (
+                f"{key} differ{by} in {int(slots.sum())} of {slots.numel()} slots; if the eager "
+                "model's scores are near-tied (untrained weights), detections may come out in "
+                "another order: verify with the trained model"
+            )
     return None

@@ -38,18 +38,21 @@ def rename_old_keys(
 def checkpoint_path(weights: Any) -> Path:
     """The file of `weights`: a path, or a torchvision weights enum whose file torchvision has
     already downloaded into torch.hub's checkpoint folder (roiops never downloads)."""
+    hub = Path(torch.hub.get_dir()) / "checkpoints"
     if isinstance(weights, (str, os.PathLike)):
         path = Path(weights).expanduser()
         if path.is_file():
             return path
+        if path.name == str(weights) and (hub / path.name).is_file():  # a bare file name
+            return hub / path.name
         raise ArgumentValueError(
             f"weights={str(weights)!r} is not a file. roiops downloads nothing: download the "
             f"checkpoint (torchvision's COCO Mask R-CNN is {COCO_MASKRCNN_FILE}) and pass its "
-            f"path, or put it in {Path(torch.hub.get_dir()) / 'checkpoints'}"
+            f"path, or put it in {hub} and pass its file name"
         )
     url = getattr(weights, "url", None)
     if isinstance(url, str):
-        path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+        path = hub / os.path.basename(url)
         if path.is_file():
             return path
         raise ArgumentValueError(

@@ -14,7 +14,14 @@ from ..ops.anchors import AnchorGenerator
 from .backbone import FrozenBatchNorm2d, resnet50_fpn
 from .checkpoints import checkpoint_path, load_state_dict
 from .config import DetectorConfig
-from .roi_heads import FastRCNNPredictor, MaskRCNNHeads, MaskRCNNPredictor, RoIHeads, TwoMLPHead
+from .roi_heads import (
+    BOX_POOL_SIZE,
+    FastRCNNPredictor,
+    MaskRCNNHeads,
+    MaskRCNNPredictor,
+    RoIHeads,
+    TwoMLPHead,
+)
 from .rpn import RegionProposalNetwork, RPNHead
 from .transform import DetectionTransform
 
@@ -130,7 +137,7 @@ def assemble(backbone: nn.Module, cfg: DetectorConfig, with_masks: bool = True) 
     4, 8, 16, 32 and 64; every other size comes from `cfg`."""
     anchors = AnchorGenerator(cfg.rpn_anchor_sizes, cfg.rpn_aspect_ratios)
     head = RPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0])
-    box_head = TwoMLPHead(backbone.out_channels * 7 * 7, cfg.representation_size)
+    box_head = TwoMLPHead(backbone.out_channels * BOX_POOL_SIZE**2, cfg.representation_size)
     box_predictor = FastRCNNPredictor(cfg.representation_size, cfg.num_classes)
     mask_head = mask_predictor = None
     if with_masks:

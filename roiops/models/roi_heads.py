@@ -25,6 +25,12 @@ from .config import DetectorConfig
 from .matching import BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS, match, sample_balanced
 
 MIN_DETECTION_SIDE = 1e-2
+# torchvision's Mask R-CNN pools proposals to 7x7 and detections to 14x14 from FPN levels P2-P5
+# (features "0".."3"), two samples per bin and axis.
+POOLED_LEVELS = ["0", "1", "2", "3"]
+BOX_POOL_SIZE = 7
+MASK_POOL_SIZE = 14
+POOL_SAMPLING_RATIO = 2
 
 
 class TwoMLPHead(nn.Module):
@@ -99,11 +105,14 @@ class RoIHeads(nn.Module):
         mask_predictor: MaskRCNNPredictor | None = None,
     ) -> None:
         super().__init__()
-        levels = ["0", "1", "2", "3"]
-        self.box_roi_pool = MultiScaleRoIAlign(levels, 7, sampling_ratio=2)
+        self.box_roi_pool = MultiScaleRoIAlign(POOLED_LEVELS, BOX_POOL_SIZE, POOL_SAMPLING_RATIO)
         self.box_head = box_head
         self.box_predictor = box_predictor
-        self.mask_roi_pool = MultiScaleRoIAlign(levels, 14, sampling_ratio=2) if mask_head else None
+        self.mask_roi_pool = None
+        if mask_head is not None:
+            self.mask_roi_pool = MultiScaleRoIAlign(
+                POOLED_LEVELS, MASK_POOL_SIZE, POOL_SAMPLING_RATIO
+            )
         self.mask_head = mask_head
         self.mask_predictor = mask_predictor
         self.box_coder = BoxCoder(cfg.bbox_reg_weights)
@@ -120,22 +129,41 @@ class RoIHeads(nn.Module):
         image_sizes: list[tuple[int, int]],
         targets: list[dict[str, Tensor]] | None = None,
     ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
+        """Eval: (one detection dict per image, {}); train: ([], the losses)."""
         if self.training:
-            proposals, matched, labels, regression_targets = self.training_samples(
-                proposals, targets
-            )
+            return [], self.losses(features, proposals, image_sizes, targets)
+        return self.detect(features, proposals, image_sizes), {}
+
+    def detect(
+        self,
+        features: dict[str, Tensor],
+        proposals: list[Tensor],
+        image_sizes: list[tuple[int, int]],
+    ) -> list[dict[str, Tensor]]:
+        """Per image boxes, labels, scores and (Mask R-CNN) masks [n, 1, 28, 28] probabilities."""
         box_features = self.box_head(self.box_roi_pool(features, proposals, image_sizes))
         class_logits, box_deltas = self.box_predictor(box_features)
-        if not self.training:
-            detections = self.postprocess(class_logits, box_deltas, proposals, image_sizes)
-            if self.has_mask:
-                boxes = [d["boxes"] for d in detections]
-                mask_logits = self.mask_logits(features, boxes, image_sizes)
-                labels = torch.cat([d["labels"] for d in detections])
-                masks = mask_logits[torch.arange(labels.numel()), labels].sigmoid()[:, None]
-                for d, m in zip(detections, masks.split([len(b) for b in boxes])):
-                    d["masks"] = m  # [n, 1, 28, 28] probabilities
-            return detections, {}
+        detections = self.postprocess(class_logits, box_deltas, proposals, image_sizes)
+        if self.has_mask:
+            boxes = [d["boxes"] for d in detections]
+            mask_logits = self.mask_logits(features, boxes, image_sizes)
+            labels = torch.cat([d["labels"] for d in detections])
+            masks = mask_logits[torch.arange(labels.numel()), labels].sigmoid()[:, None]
+            for d, m in zip(detections, masks.split([len(b) for b in boxes])):
+                d["masks"] = m
+        return detections
+
+    def losses(
+        self,
+        features: dict[str, Tensor],
+        proposals: list[Tensor],
+        image_sizes: list[tuple[int, int]],
+        targets: list[dict[str, Tensor]] | None,
+    ) -> dict[str, Tensor]:
+        """The box branch's losses on sampled proposals, and the mask loss on their positives."""
+        proposals, matched, labels, regression_targets = self.training_samples(proposals, targets)
+        box_features = self.box_head(self.box_roi_pool(features, proposals, image_sizes))
+        class_logits, box_deltas = self.box_predictor(box_features)
         losses = box_losses(class_logits, box_deltas, labels, regression_targets)
         if self.has_mask:
             positive = [torch.where(image_labels > 0)[0] for image_labels in labels]
@@ -145,7 +173,7 @@ class RoIHeads(nn.Module):
             losses["loss_mask"] = mask_loss(
                 mask_logits, boxes, [m[i] for m, i in zip(matched, positive)], gt
             )
-        return [], losses
+        return losses
 
     def mask_logits(
         self, features: dict[str, Tensor], boxes: list[Tensor], image_sizes: list[tuple[int, int]]

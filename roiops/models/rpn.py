@@ -142,6 +142,16 @@ class RegionProposalNetwork(nn.Module):
             proposals.append(boxes[keep[:post_n]])
         return proposals
 
+    def forward_padded(
+        self, batch: Tensor, features: dict[str, Tensor], size: tuple[int, int]
+    ) -> tuple[Tensor, Tensor]:
+        """Inference in fixed shapes for a padded batch of images of one resized `size`
+        (StaticMaskRCNN): proposals [N, post_nms_top_n, 4] and their validity."""
+        objectness, box_deltas, anchors, per_level = self.head_outputs(
+            ImageList(batch, [size]), features
+        )
+        return self.propose_padded(objectness, box_deltas, anchors[0], size, per_level)
+
     def propose_padded(
         self,
         objectness: Tensor,  # [N, total] logits

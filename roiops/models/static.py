@@ -3,9 +3,9 @@
 
 The eager model (detector.py) compacts with boolean indexing and loops over images in Python; here
 every step keeps its full size and carries validity along instead. Each step is the fixed-shape
-form its module keeps beside its eager one (RegionProposalNetwork.propose_padded,
-RoIHeads.detect_padded / masks_padded, poolers.pool_padded); this file only assembles
-them:
+form its module keeps beside its eager one (DetectionTransform.batch_padded / postprocess_padded,
+RegionProposalNetwork.forward_padded, RoIHeads.detect_padded / masks_padded,
+poolers.pool_padded); this file only assembles them:
 
     RPN          per-level top-k (the eager call), decode + clip + small-box test of all of them,
                  invalid boxes get class -1, fixed-size batched NMS -> [N, post_nms_top_n] proposals
@@ -22,14 +22,10 @@ above; there equal-score boxes may come out in another order (test_static.py).
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ArgumentTypeError, ArgumentValueError
-from ..ops.paste_masks import paste_masks_in_image
 from .detector import MaskRCNN
-from .transform import ImageList, resize_boxes, resize_images, resize_scale
 
 
 class StaticMaskRCNN(nn.Module):
@@ -63,54 +59,22 @@ class StaticMaskRCNN(nn.Module):
         self.paste_masks = bool(paste_masks)
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
-        if self.model.training:
+        model, heads = self.model, self.model.roi_heads
+        if model.training:
             raise ArgumentValueError("StaticMaskRCNN is for inference: call .eval() on it first")
-        if images.dim() != 4 or images.shape[1] != len(self.model.transform.image_mean):
+        if images.dim() != 4 or images.shape[1] != len(model.transform.image_mean):
             raise ArgumentValueError(
                 f"images must be a Tensor[N, 3, H, W] batch, got shape {tuple(images.shape)}"
             )
-        height, width = int(images.shape[-2]), int(images.shape[-1])
-        batch, size = self.transform(images)
-        features = self.model.backbone(batch)
-        heads = self.model.roi_heads
-        proposals, proposal_valid = self.propose(batch, features, size)
+        original = (int(images.shape[-2]), int(images.shape[-1]))
+        batch, size = model.transform.batch_padded(images)
+        features = model.backbone(batch)
+        proposals, valid = model.rpn.forward_padded(batch, features, size)
         boxes, scores, labels, count = heads.detect_padded(
-            features, proposals, proposal_valid, size, self.max_detections
+            features, proposals, valid, size, self.max_detections
         )
-        original_boxes = resize_boxes(boxes, size, (height, width))
-        result = {
-            "boxes": original_boxes,
-            "scores": scores,
-            "labels": labels,
-            "num_detections": count,
-        }
-        if heads.has_mask:
-            masks = heads.masks_padded(features, boxes, labels, size)  # [N * K, 1, M, M]
-            valid = (labels >= 0)[..., None, None]
-            if not self.paste_masks:
-                roi_masks = masks.reshape(labels.shape[0], labels.shape[1], *masks.shape[-2:])
-                result["roi_masks"] = torch.where(valid, roi_masks, 0)
-                return result
-            pasted = paste_masks_in_image(masks, original_boxes.reshape(-1, 4), (height, width))
-            pasted = pasted.reshape(labels.shape[0], labels.shape[1], height, width)
-            result["masks"] = torch.where(valid, pasted, 0)
-        return result
-
-    def transform(self, images: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        """The eager transform for a batch of one size: normalize, resize, pad to the stride."""
-        transform = self.model.transform
-        height, width = int(images.shape[-2]), int(images.shape[-1])
-        scale = resize_scale(transform, height, width, transform.min_size[-1])
-        x = resize_images(transform.normalize(images), scale)
-        resized = (int(x.shape[-2]), int(x.shape[-1]))
-        padded = transform.padded_size(resized)
-        return F.pad(x, (0, padded[1] - resized[1], 0, padded[0] - resized[0])), resized
-
-    def propose(
-        self, batch: Tensor, features: dict[str, Tensor], size: tuple[int, int]
-    ) -> tuple[Tensor, Tensor]:
-        rpn = self.model.rpn
-        objectness, box_deltas, anchors, per_level = rpn.head_outputs(
-            ImageList(batch, [size]), features
+        detections = {"boxes": boxes, "scores": scores, "labels": labels, "num_detections": count}
+        roi_masks = heads.masks_padded(features, boxes, labels, size) if heads.has_mask else None
+        return model.transform.postprocess_padded(
+            detections, roi_masks, size, original, self.paste_masks
         )
-        return rpn.propose_padded(objectness, box_deltas, anchors[0], size, per_level)

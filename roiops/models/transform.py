@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import struct
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -16,12 +15,8 @@ from torch import Tensor, nn
 
 from .._onnx import cast, constant, lowering, op
 from ..errors import ArgumentTypeError, ArgumentValueError
+from ..ops.anchors import ImageList
 from ..ops.paste_masks import paste_masks_in_image
-
-
-class ImageList(NamedTuple):
-    tensors: Tensor  # [N, 3, H_pad, W_pad], zero-padded
-    image_sizes: list[tuple[int, int]]  # (height, width) of each image after resizing
 
 
 def float32_ratio(new: int, old: int) -> float:
@@ -60,11 +55,6 @@ def _resize_images_onnx(images, scale):
         mode="linear",
         coordinate_transformation_mode="pytorch_half_pixel",
     )
-
-
-def resize_scale(transform: DetectionTransform, height: int, width: int, min_size: int) -> float:
-    """The shorter side to min_size, unless the longer would then exceed max_size."""
-    return min(min_size / min(height, width), transform.max_size / max(height, width))
 
 
 class DetectionTransform(nn.Module):
@@ -137,7 +127,7 @@ class DetectionTransform(nn.Module):
             size = self.min_size[int(draw.item())]
         else:
             size = self.min_size[-1]
-        scale = resize_scale(self, height, width, size)
+        scale = self.resize_scale(height, width, size)
         if math.floor(height * scale) < 1 or math.floor(width * scale) < 1:
             raise ArgumentValueError(
                 f"images[{index}] of size {height}x{width} resizes to nothing: its shorter side "
@@ -155,6 +145,10 @@ class DetectionTransform(nn.Module):
             target["masks"] = masks[:, 0].byte()
         return image, target
 
+    def resize_scale(self, height: int, width: int, min_size: int) -> float:
+        """The shorter side to min_size, unless the longer would then exceed max_size."""
+        return min(min_size / min(height, width), self.max_size / max(height, width))
+
     def padded_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """(height, width) rounded up to a multiple of size_divisible."""
         stride = float(self.size_divisible)
@@ -169,6 +163,42 @@ class DetectionTransform(nn.Module):
         for i, image in enumerate(images):
             batch[i, :, : image.shape[-2], : image.shape[-1]].copy_(image)
         return batch
+
+    def batch_padded(self, images: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """forward in fixed shapes, for a batch [N, C, H, W] of one size (StaticMaskRCNN):
+        normalized, resized, padded to the stride; and the resized (height, width)."""
+        height, width = int(images.shape[-2]), int(images.shape[-1])
+        scale = self.resize_scale(height, width, self.min_size[-1])
+        x = resize_images(self.normalize(images), scale)
+        resized = (int(x.shape[-2]), int(x.shape[-1]))
+        padded = self.padded_size(resized)
+        return F.pad(x, (0, padded[1] - resized[1], 0, padded[0] - resized[0])), resized
+
+    def postprocess_padded(
+        self,
+        detections: dict[str, Tensor],
+        roi_masks: Tensor | None,  # [N * K, 1, M, M] probabilities of each slot's class
+        size: tuple[int, int],
+        original: tuple[int, int],
+        paste: bool = True,
+    ) -> dict[str, Tensor]:
+        """postprocess in fixed shapes: boxes [N, K, 4] back to the original images, and with
+        roi_masks, masks [N, K, H, W] pasted into them (or, paste=False, roi_masks [N, K, M, M]);
+        padding slots (label -1) keep zero masks."""
+        labels = detections["labels"]
+        result = dict(detections, boxes=resize_boxes(detections["boxes"], size, original))
+        if roi_masks is None:
+            return result
+        valid = (labels >= 0)[..., None, None]
+        n, k = labels.shape
+        if not paste:
+            result["roi_masks"] = torch.where(
+                valid, roi_masks.reshape(n, k, *roi_masks.shape[-2:]), 0
+            )
+            return result
+        pasted = paste_masks_in_image(roi_masks, result["boxes"].reshape(-1, 4), original)
+        result["masks"] = torch.where(valid, pasted.reshape(n, k, *original), 0)
+        return result
 
     def postprocess(
         self,
