@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
         dest="command", required=True, metavar="{demo,bench,export,predict}"
     )
 
-    from .demo import DEFAULT_MINUTES, DEFAULT_STEPS
+    from .demo.command import DEFAULT_MINUTES, DEFAULT_STEPS
 
     demo = commands.add_parser(
         "demo",
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "demo":
-        from . import demo
+        from .demo import command as demo
         from .demo import distributed
 
         try:
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command in ("export", "predict"):
         return _deploy(parser, args)
-    from . import bench
+    from .bench import command as bench
 
     try:
         options = bench.Options.from_args(args)

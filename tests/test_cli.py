@@ -48,9 +48,9 @@ def test_demo_training_fits_its_time_budget(monkeypatch):
     monkeypatch.setattr(train.time, "perf_counter", lambda: float(next(clock)))
     torch.manual_seed(0)
     fitted = train.train(model.small_maskrcnn(), 100, 1, seed=0, stream=io.StringIO(), seconds=60)
-    assert train.TIMED_STEPS < len(fitted) < 100
+    assert train.TIMED_STEPS < len(fitted.losses) <= fitted.scheduled_steps < 100
     spent = train.train(model.small_maskrcnn(), 100, 1, seed=0, stream=io.StringIO(), seconds=0.5)
-    assert len(spent) == 1
+    assert len(spent.losses) == 1
 
 
 def test_demo_writes_metrics_and_picture(tmp_path, capsys):
@@ -58,7 +58,8 @@ def test_demo_writes_metrics_and_picture(tmp_path, capsys):
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     for key in ("box_AP", "box_AP50", "box_AP75", "mask_AP", "mask_AP50", "mask_AP75"):
         assert 0.0 <= metrics[key] <= 1.0, key
-    assert metrics["steps"] == metrics["planned_steps"] == 3 and metrics["seed"] == 1
+    assert metrics["steps"] == metrics["planned_steps"] == metrics["scheduled_steps"] == 3
+    assert metrics["seed"] == 1
     assert metrics["minutes"] == 4.6  # the default budget, which 3 steps stay far within
     assert np.isfinite(metrics["final_loss"])
     picture = Image.open(tmp_path / "demo" / "detections.png")
@@ -164,8 +165,8 @@ def test_time_pair_times_a_call_longer_than_a_round_once_per_round():
 def test_bench_selects_the_extended_cases_only_with_all(tmp_path):
     import argparse
 
-    from roiops.bench import Options, select
     from roiops.bench.cases import CASES
+    from roiops.bench.command import Options, select
 
     def chosen(everything: bool, dtypes: str = "float32,float16") -> list[tuple[str, str]]:
         args = argparse.Namespace(

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from roiops.__main__ import main
-from roiops.demo import BATCH_SIZE, train
+from roiops.demo import train
+from roiops.demo.command import BATCH_SIZE
 from roiops.demo.distributed import Process
 
 TORCHRUN_ENVIRONMENT = {
@@ -85,7 +86,7 @@ def work(folder, process):
     ticks = itertools.count(0, 1 + 3 * process.rank)
     time.perf_counter = lambda: float(next(ticks))
     torch.manual_seed(0)
-    history = train.train(
+    history, _ = train.train(
         model.small_maskrcnn(), 100, 2, seed=0, stream=io.StringIO(), seconds=90, process=process
     )
     report = {"steps": len(history), "last": history[-1]}

@@ -6,6 +6,7 @@ achieved-bandwidth column)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,68 +72,66 @@ def touched_bytes(
 
 
 def roi_align_case(
-    num_rois: int, output: int, backward: bool, rois_dtype: torch.dtype | None = None
-) -> Callable[[torch.device, torch.dtype], Prepared]:
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
+    num_rois: int,
+    output: int,
+    backward: bool,
+    rois_dtype: torch.dtype | None = None,
+) -> Prepared:
     """RoIAlign on P2 of one image; the RoIs in the features' dtype unless rois_dtype is given."""
-
-    def prepare(device: torch.device, dtype: torch.dtype) -> Prepared:
-        g = torch.Generator().manual_seed(0)
-        scale = 1 / 4
-        h, w = IMAGE_H // 4, IMAGE_W // 4
-        x = torch.randn(1, CHANNELS, h, w, generator=g).to(device, dtype)
-        rois = proposals(num_rois, 1, g)
-        itemsize = x.element_size()
-        out_bytes = num_rois * CHANNELS * output * output * itemsize
-        in_bytes = touched_bytes(rois, scale, h, w, CHANNELS, itemsize)
-        rois = rois.to(device, rois_dtype or dtype)
-        if not backward:
-            return Prepared(
-                ours=lambda: roiops.roi_align(x, rois, output, scale, 2, False),
-                theirs=lambda: torchvision.ops.roi_align(x, rois, output, scale, 2, False),
-                bytes_moved=out_bytes + in_bytes,
-            )
-        grad = torch.randn(num_rois, CHANNELS, output, output, generator=g).to(device, dtype)
-        xg = x.clone().requires_grad_()
-
-        def run(fn):
-            def step():
-                xg.grad = None
-                fn(xg, rois, output, scale, 2, False).backward(grad)
-
-            return step
-
-        # forward + backward: forward traffic, then grad read + touched gradient written (+ zero
-        # fill)
-        full_map = x.numel() * itemsize
+    g = torch.Generator().manual_seed(0)
+    scale = 1 / 4
+    h, w = IMAGE_H // 4, IMAGE_W // 4
+    x = torch.randn(1, CHANNELS, h, w, generator=g).to(device, dtype)
+    rois = proposals(num_rois, 1, g)
+    itemsize = x.element_size()
+    out_bytes = num_rois * CHANNELS * output * output * itemsize
+    in_bytes = touched_bytes(rois, scale, h, w, CHANNELS, itemsize)
+    rois = rois.to(device, rois_dtype or dtype)
+    if not backward:
         return Prepared(
-            ours=run(roiops.roi_align),
-            theirs=run(torchvision.ops.roi_align),
-            bytes_moved=2 * (out_bytes + in_bytes) + full_map,
+            ours=functools.partial(roiops.roi_align, x, rois, output, scale, 2, False),
+            theirs=functools.partial(torchvision.ops.roi_align, x, rois, output, scale, 2, False),
+            bytes_moved=out_bytes + in_bytes,
         )
+    grad = torch.randn(num_rois, CHANNELS, output, output, generator=g).to(device, dtype)
+    x = x.clone().requires_grad_()
+    step = functools.partial(_roi_align_backward, x=x, rois=rois, output=output, scale=scale)
+    # forward + backward: forward traffic, then grad read + touched gradient written (+ zero fill)
+    return Prepared(
+        ours=functools.partial(step, roiops.roi_align, grad=grad),
+        theirs=functools.partial(step, torchvision.ops.roi_align, grad=grad),
+        bytes_moved=2 * (out_bytes + in_bytes) + x.numel() * itemsize,
+    )
 
-    return prepare
+
+def _roi_align_backward(roi_align, x, rois, output, scale, grad) -> None:
+    x.grad = None
+    roi_align(x, rois, output, scale, 2, False).backward(grad)
 
 
 def within(
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
     context: Callable[[torch.device], contextlib.AbstractContextManager],
-    prepare: Callable[[torch.device, torch.dtype], Prepared],
-    dtype: torch.dtype | None = None,
-) -> Callable[[torch.device, torch.dtype], Prepared]:
-    """The case with both sides run inside context(device), and its inputs in `dtype` if given."""
+    case: Callable[..., Prepared],
+    inputs_dtype: torch.dtype | None = None,
+) -> Prepared:
+    """`case` with both sides run inside context(device), its inputs in inputs_dtype if given."""
+    prepared = case(device, inputs_dtype or dtype)
+    return Prepared(
+        functools.partial(_inside, context, device, prepared.ours),
+        functools.partial(_inside, context, device, prepared.theirs),
+        prepared.bytes_moved,
+    )
 
-    def wrapped(device: torch.device, table_dtype: torch.dtype) -> Prepared:
-        p = prepare(device, dtype or table_dtype)
 
-        def inside(fn: Callable[[], object]) -> Callable[[], object]:
-            def step():
-                with context(device):
-                    return fn()
-
-            return step
-
-        return Prepared(inside(p.ours), inside(p.theirs), p.bytes_moved)
-
-    return wrapped
+def _inside(context, device: torch.device, function: Callable[[], object]) -> object:
+    with context(device):
+        return function()
 
 
 @contextlib.contextmanager
@@ -153,61 +152,53 @@ def autocast_bf16(device: torch.device) -> contextlib.AbstractContextManager:
 
 
 def multi_scale_case(
-    rois_per_image: int, output: int, backward: bool
-) -> Callable[[torch.device, torch.dtype], Prepared]:
+    device: torch.device, dtype: torch.dtype, *, rois_per_image: int, output: int, backward: bool
+) -> Prepared:
     """Mask R-CNN's box_roi_pool / mask_roi_pool: 2 images, P2-P5, sampling ratio 2."""
-
-    def prepare(device: torch.device, dtype: torch.dtype) -> Prepared:
-        g = torch.Generator().manual_seed(1)
-        names = ["0", "1", "2", "3"]
-        feats = {
-            n: torch.randn(2, CHANNELS, IMAGE_H >> (2 + i), IMAGE_W >> (2 + i), generator=g).to(
-                device, dtype
-            )
-            for i, n in enumerate(names)
-        }
-        rois = proposals(2 * rois_per_image, 2, g)
-        boxes = [rois[rois[:, 0] == i, 1:].to(device, dtype) for i in range(2)]
-        sizes = [(IMAGE_H, 1333), (IMAGE_H, 1333)]
-        ours_m = roiops.MultiScaleRoIAlign(names, output, 2)
-        theirs_m = torchvision.ops.MultiScaleRoIAlign(names, output, 2)
-        itemsize = torch.tensor([], dtype=dtype).element_size()
-        out_bytes = 2 * rois_per_image * CHANNELS * output * output * itemsize
-        levels = roiops.assign_levels(rois, 2, 5)
-        in_bytes = sum(
-            touched_bytes(
-                rois[levels == lv], 1 / 2 ** (2 + lv), f.shape[2], f.shape[3], CHANNELS, itemsize
-            )
-            for lv, f in enumerate(feats.values())
-            if bool((levels == lv).any())
-        )
-        if not backward:
-            return Prepared(
-                ours=lambda: ours_m(feats, boxes, sizes),
-                theirs=lambda: theirs_m(feats, boxes, sizes),
-                bytes_moved=out_bytes + in_bytes,
-            )
-        leaves = {k: v.clone().requires_grad_() for k, v in feats.items()}
-        grad = torch.randn(2 * rois_per_image, CHANNELS, output, output, generator=g).to(
+    g = torch.Generator().manual_seed(1)
+    names = ["0", "1", "2", "3"]
+    feats = {
+        n: torch.randn(2, CHANNELS, IMAGE_H >> (2 + i), IMAGE_W >> (2 + i), generator=g).to(
             device, dtype
         )
-        full_maps = sum(f.numel() for f in feats.values()) * itemsize
-
-        def run(module):
-            def step():
-                for v in leaves.values():
-                    v.grad = None
-                module(leaves, boxes, sizes).backward(grad)
-
-            return step
-
-        return Prepared(
-            ours=run(ours_m),
-            theirs=run(theirs_m),
-            bytes_moved=2 * (out_bytes + in_bytes) + full_maps,
+        for i, n in enumerate(names)
+    }
+    rois = proposals(2 * rois_per_image, 2, g)
+    boxes = [rois[rois[:, 0] == i, 1:].to(device, dtype) for i in range(2)]
+    sizes = [(IMAGE_H, 1333), (IMAGE_H, 1333)]
+    ours = roiops.MultiScaleRoIAlign(names, output, 2)
+    theirs = torchvision.ops.MultiScaleRoIAlign(names, output, 2)
+    itemsize = torch.tensor([], dtype=dtype).element_size()
+    out_bytes = 2 * rois_per_image * CHANNELS * output * output * itemsize
+    levels = roiops.assign_levels(rois, 2, 5)
+    in_bytes = sum(
+        touched_bytes(
+            rois[levels == lv], 1 / 2 ** (2 + lv), f.shape[2], f.shape[3], CHANNELS, itemsize
         )
+        for lv, f in enumerate(feats.values())
+        if bool((levels == lv).any())
+    )
+    if not backward:
+        return Prepared(
+            ours=functools.partial(ours, feats, boxes, sizes),
+            theirs=functools.partial(theirs, feats, boxes, sizes),
+            bytes_moved=out_bytes + in_bytes,
+        )
+    leaves = {k: v.clone().requires_grad_() for k, v in feats.items()}
+    grad = torch.randn(2 * rois_per_image, CHANNELS, output, output, generator=g).to(device, dtype)
+    full_maps = sum(f.numel() for f in feats.values()) * itemsize
+    step = functools.partial(_pooler_backward, leaves=leaves, boxes=boxes, sizes=sizes, grad=grad)
+    return Prepared(
+        ours=functools.partial(step, ours),
+        theirs=functools.partial(step, theirs),
+        bytes_moved=2 * (out_bytes + in_bytes) + full_maps,
+    )
 
-    return prepare
+
+def _pooler_backward(pooler, leaves, boxes, sizes, grad) -> None:
+    for v in leaves.values():
+        v.grad = None
+    pooler(leaves, boxes, sizes).backward(grad)
 
 
 def clustered_proposals(num: int, generator: torch.Generator) -> torch.Tensor:
@@ -235,17 +226,19 @@ def rpn_nms_case(device: torch.device, dtype: torch.dtype) -> Prepared:
         .to(device)
     )
 
-    def theirs():
-        return [
-            torchvision.ops.batched_nms(boxes[i], scores[i], levels[i], 0.7)[:1000]
-            for i in range(2)
-        ]
-
     return Prepared(
-        ours=lambda: roiops.batched_nms_padded(boxes, scores, levels, 0.7, 1000),
-        theirs=theirs,
+        ours=functools.partial(roiops.batched_nms_padded, boxes, scores, levels, 0.7, 1000),
+        theirs=functools.partial(_torchvision_rpn_nms, boxes, scores, levels),
         bytes_moved=boxes.numel() * boxes.element_size() + scores.numel() * scores.element_size(),
     )
+
+
+def _torchvision_rpn_nms(boxes, scores, levels) -> list[torch.Tensor]:
+    """torchvision's RPN: batched NMS per image, the best 1000."""
+    return [
+        torchvision.ops.batched_nms(boxes[i], scores[i], levels[i], 0.7)[:1000]
+        for i in range(boxes.shape[0])
+    ]
 
 
 def detection_nms_case(device: torch.device, dtype: torch.dtype) -> Prepared:
@@ -285,42 +278,65 @@ def decode_case(device: torch.device, dtype: torch.dtype) -> Prepared:
     )
 
 
+roi_align_fwd = functools.partial(roi_align_case, backward=False)
+roi_align_bwd = functools.partial(roi_align_case, backward=True)
+pooler_fwd = functools.partial(multi_scale_case, backward=False)
+pooler_bwd = functools.partial(multi_scale_case, backward=True)
 CASES = [
-    Case("roi_align fwd, box head (1000 RoIs, 7x7, P2)", roi_align_case(1000, 7, backward=False)),
-    Case("roi_align fwd, mask head (100 RoIs, 14x14, P2)", roi_align_case(100, 14, backward=False)),
     Case(
-        "roi_align fwd+bwd, box head (1000 RoIs, 7x7, P2)", roi_align_case(1000, 7, backward=True)
+        "roi_align fwd, box head (1000 RoIs, 7x7, P2)",
+        functools.partial(roi_align_fwd, num_rois=1000, output=7),
     ),
     Case(
-        "roi_align fwd+bwd, mask head (100 RoIs, 14x14, P2)", roi_align_case(100, 14, backward=True)
+        "roi_align fwd, mask head (100 RoIs, 14x14, P2)",
+        functools.partial(roi_align_fwd, num_rois=100, output=14),
+    ),
+    Case(
+        "roi_align fwd+bwd, box head (1000 RoIs, 7x7, P2)",
+        functools.partial(roi_align_bwd, num_rois=1000, output=7),
+    ),
+    Case(
+        "roi_align fwd+bwd, mask head (100 RoIs, 14x14, P2)",
+        functools.partial(roi_align_bwd, num_rois=100, output=14),
     ),
     # On the CPU both sides are deterministic anyway: this is the default case again. Behind --all:
     # torchvision first compiles its deterministic RoIAlign, and the case took 76 s on the H200.
     Case(
         "roi_align fwd+bwd, box head, deterministic mode",
-        within(deterministic_mode, roi_align_case(1000, 7, True)),
+        functools.partial(
+            within,
+            context=deterministic_mode,
+            case=functools.partial(roi_align_bwd, num_rois=1000, output=7),
+        ),
         ("cuda",),
         extended_on=("cuda",),
     ),
     Case(
         "roi_align fwd+bwd, box head, autocast bf16 (bf16 maps)",
-        within(autocast_bf16, roi_align_case(1000, 7, True, torch.float32), torch.bfloat16),
+        functools.partial(
+            within,
+            context=autocast_bf16,
+            case=functools.partial(
+                roi_align_bwd, num_rois=1000, output=7, rois_dtype=torch.float32
+            ),
+            inputs_dtype=torch.bfloat16,
+        ),
     ),
     Case(
         "MultiScaleRoIAlign fwd, box head (2x1000, 7x7, P2-P5)",
-        multi_scale_case(1000, 7, backward=False),
+        functools.partial(pooler_fwd, rois_per_image=1000, output=7),
     ),
     Case(
         "MultiScaleRoIAlign fwd, mask head (2x100, 14x14)",
-        multi_scale_case(100, 14, backward=False),
+        functools.partial(pooler_fwd, rois_per_image=100, output=14),
     ),
     Case(
         "MultiScaleRoIAlign fwd+bwd, box head (2x1000, 7x7)",
-        multi_scale_case(1000, 7, backward=True),
+        functools.partial(pooler_bwd, rois_per_image=1000, output=7),
     ),
     Case(
         "MultiScaleRoIAlign fwd+bwd, mask head (2x100, 14x14)",
-        multi_scale_case(100, 14, backward=True),
+        functools.partial(pooler_bwd, rois_per_image=100, output=14),
     ),
     Case("RPN batched NMS (2 images x 4819 boxes, 5 levels, keep 1000)", rpn_nms_case),
     Case("detection batched NMS (1000 x 90 classes, score > 0.05)", detection_nms_case),
@@ -328,56 +344,70 @@ CASES = [
 ]
 
 # The whole Mask R-CNN, roiops' model against torchvision's (model_cases.py); float32 weights only.
-# On a CPU one image is the default (4 s a call on 2 cores); two images, the static model and the
-# per-stage rows (~20 minutes in all there) come with --all. On a GPU they take seconds.
+# On a CPU one image is the default (4 s a call on 2 cores); the slower rows (~20 minutes in all
+# there) come with --all. On a GPU they take seconds.
+CPU_ONLY, SLOW_ON_CPU, FLOAT32 = ("cpu",), ("cpu",), ("float32",)
 CASES += [
     Case(
-        f"Mask R-CNN inference, {n} image{'s' * (n > 1)} (800x1067{', 800x1200' * (n > 1)})",
-        whole_model(n),
-        dtypes=("float32",),
-        extended_on=("cpu",) if n > 1 else (),
-    )
-    for n in (1, 2)
+        "Mask R-CNN inference, 1 image (800x1067)",
+        functools.partial(whole_model, count=1),
+        dtypes=FLOAT32,
+    ),
+    Case(
+        "Mask R-CNN inference, 2 images (800x1067, 800x1200)",
+        functools.partial(whole_model, count=2),
+        dtypes=FLOAT32,
+        extended_on=SLOW_ON_CPU,
+    ),
 ]
+# The static model: on CUDA the compiled model wants CUDA graphs (scripts/gpu_check.sh).
 CASES += [
     Case(
-        f"StaticMaskRCNN {mode}, {n} image{'s' * (n > 1)} (800x1067)",
-        static_model(n, mode),
-        devices=("cpu",),  # on CUDA the compiled model wants CUDA graphs: scripts/gpu_check.sh
-        dtypes=("float32",),
-        extended_on=("cpu",),
+        name,
+        functools.partial(static_model, count=count, mode=mode),
+        CPU_ONLY,
+        FLOAT32,
+        SLOW_ON_CPU,
     )
-    for mode, counts in [("eager", (1, 2)), ("compiled", (1, 2)), ("compiled-fast", (2,))]
-    for n in counts
+    for name, count, mode in [
+        ("StaticMaskRCNN eager, 1 image (800x1067)", 1, "eager"),
+        ("StaticMaskRCNN eager, 2 images (800x1067)", 2, "eager"),
+        ("StaticMaskRCNN compiled, 1 image (800x1067)", 1, "compiled"),
+        ("StaticMaskRCNN compiled, 2 images (800x1067)", 2, "compiled"),
+        ("StaticMaskRCNN compiled-fast, 2 images (800x1067)", 2, "compiled-fast"),
+    ]
 ]
 # The same static model deployed: compiled ahead of time into an AOTInductor package (--all: its
-# compilation takes minutes on a CPU), and exported to ONNX and run by ONNX Runtime (CPU), where a
-# CPU deployment stands against roiops and torchvision (one image by default; two with --all).
+# compilation takes a minute or more on a CPU), and exported to ONNX and run by ONNX Runtime (CPU),
+# where a CPU deployment stands against roiops and torchvision (one image by default).
 CASES += [
     Case(
         "StaticMaskRCNN AOTInductor package, 1 image (800x1067)",
-        aoti_package_model(1),
-        devices=("cpu",),
-        dtypes=("float32",),
-        extended_on=("cpu",),
-    )
-]
-CASES += [
+        functools.partial(aoti_package_model, count=1),
+        CPU_ONLY,
+        FLOAT32,
+        SLOW_ON_CPU,
+    ),
     Case(
-        f"StaticMaskRCNN in ONNX Runtime, {n} image{'s' * (n > 1)} (800x1067)",
-        onnx_runtime_model(n),
-        devices=("cpu",),
-        dtypes=("float32",),
-        extended_on=("cpu",) if n > 1 else (),
-    )
-    for n in (1, 2)
+        "StaticMaskRCNN in ONNX Runtime, 1 image (800x1067)",
+        functools.partial(onnx_runtime_model, count=1),
+        CPU_ONLY,
+        FLOAT32,
+    ),
+    Case(
+        "StaticMaskRCNN in ONNX Runtime, 2 images (800x1067)",
+        functools.partial(onnx_runtime_model, count=2),
+        CPU_ONLY,
+        FLOAT32,
+        SLOW_ON_CPU,
+    ),
 ]
 CASES += [
     Case(
         f"Mask R-CNN stage: {name} (2 images)",
-        stage(name),
-        dtypes=("float32",),
-        extended_on=("cpu",),
+        functools.partial(stage, name=name),
+        dtypes=FLOAT32,
+        extended_on=SLOW_ON_CPU,
     )
     for name in STAGES
 ]

@@ -44,89 +44,74 @@ def no_grad(fn: Callable[[], object]) -> Callable[[], object]:
     return step
 
 
-def whole_model(count: int):
-    def prepare(device: torch.device, dtype: torch.dtype):
-        tv, ours = models(device.type)
-        batch = images(count, device)
-        return Prepared(no_grad(lambda: ours(batch)), no_grad(lambda: tv(batch)), 0)
-
-    return prepare
+def whole_model(device: torch.device, dtype: torch.dtype, *, count: int) -> Prepared:
+    tv, ours = models(device.type)
+    batch = images(count, device)
+    return Prepared(no_grad(lambda: ours(batch)), no_grad(lambda: tv(batch)), 0)
 
 
-def static_model(count: int, mode: str):
+def static_model(device: torch.device, dtype: torch.dtype, *, count: int, mode: str) -> Prepared:
     """StaticMaskRCNN on `count` 800x1067 images (one size: a static batch) against torchvision's
     model on the same images. mode: "eager"; "compiled" (inductor, layout_optimization off: the
     eager bits); "compiled-fast" (inductor's defaults: channels-last convolutions, detections equal
     but boxes within ~0.04 px)."""
+    tv, ours = models(device.type)
+    static = roiops.models.StaticMaskRCNN(ours).eval()
+    g = torch.Generator().manual_seed(count)
+    batch = torch.rand(count, 3, *IMAGE_SIZES[0], generator=g).to(device)
+    run, options = static, {}
+    if mode != "eager":
+        torch._dynamo.reset()
+        run = torch.compile(static, fullgraph=True, dynamic=False)
+        options = {} if mode == "compiled-fast" else {"layout_optimization": False}
 
-    def prepare(device: torch.device, dtype: torch.dtype):
-        tv, ours = models(device.type)
-        static = roiops.models.StaticMaskRCNN(ours).eval()
-        g = torch.Generator().manual_seed(count)
-        batch = torch.rand(count, 3, *IMAGE_SIZES[0], generator=g).to(device)
-        run, options = static, {}
-        if mode != "eager":
-            torch._dynamo.reset()
-            run = torch.compile(static, fullgraph=True, dynamic=False)
-            options = {} if mode == "compiled-fast" else {"layout_optimization": False}
+    def ours_step():
+        with torch.no_grad(), torch._inductor.config.patch(options):
+            return run(batch)  # the first call compiles (time_pair's warm-up)
 
-        def ours_step():
-            with torch.no_grad(), torch._inductor.config.patch(options):
-                return run(batch)  # the first call compiles (time_pair's warm-up)
-
-        return Prepared(ours_step, no_grad(lambda: tv(list(batch))), 0)
-
-    return prepare
+    return Prepared(ours_step, no_grad(lambda: tv(list(batch))), 0)
 
 
-def onnx_runtime_model(count: int):
+def onnx_runtime_model(device: torch.device, dtype: torch.dtype, *, count: int) -> Prepared:
     """StaticMaskRCNN exported to ONNX (torch.onnx.export, its default dynamo exporter) and run by
     ONNX Runtime's CPU provider with torch's thread count, against torchvision's model on the same
     `count` 800x1067 images: what a CPU deployment would pick instead of PyTorch."""
+    import onnxruntime
 
-    def prepare(device: torch.device, dtype: torch.dtype):
-        import onnxruntime
-
-        tv, ours = models(device.type)
-        static = roiops.models.StaticMaskRCNN(ours).eval()
-        g = torch.Generator().manual_seed(count)
-        batch = torch.rand(count, 3, *IMAGE_SIZES[0], generator=g)
-        dynamic = ({0: torch.export.Dim("batch", min=1, max=64)},)
-        with torch.no_grad():
-            program = torch.onnx.export(static, (batch,), dynamic_shapes=dynamic, verbose=False)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        session = onnxruntime.InferenceSession(
-            program.model_proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
-        )
-        feed = {session.get_inputs()[0].name: batch.numpy()}
-        return Prepared(lambda: session.run(None, feed), no_grad(lambda: tv(list(batch))), 0)
-
-    return prepare
+    tv, ours = models(device.type)
+    static = roiops.models.StaticMaskRCNN(ours).eval()
+    g = torch.Generator().manual_seed(count)
+    batch = torch.rand(count, 3, *IMAGE_SIZES[0], generator=g)
+    dynamic = ({0: torch.export.Dim("batch", min=1, max=64)},)
+    with torch.no_grad():
+        program = torch.onnx.export(static, (batch,), dynamic_shapes=dynamic, verbose=False)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = onnxruntime.InferenceSession(
+        program.model_proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    feed = {session.get_inputs()[0].name: batch.numpy()}
+    return Prepared(lambda: session.run(None, feed), no_grad(lambda: tv(list(batch))), 0)
 
 
-def aoti_package_model(count: int):
+def aoti_package_model(device: torch.device, dtype: torch.dtype, *, count: int) -> Prepared:
     """StaticMaskRCNN compiled ahead of time into an AOTInductor package (what `python -m roiops
     export --format aoti` writes; examples/cpp runs the same file from C++) and run from Python,
     against torchvision's model on the same `count` 800x1067 images. The compilation (minutes on
     2 cores) is set-up, not timed."""
+    import tempfile
 
-    def prepare(device: torch.device, dtype: torch.dtype):
-        import tempfile
-
-        tv, ours = models(device.type)
-        static = roiops.models.StaticMaskRCNN(ours).eval()
-        g = torch.Generator().manual_seed(count)
-        batch = torch.rand(count, 3, *IMAGE_SIZES[0], generator=g).to(device)
-        with torch.no_grad():
-            program = torch.export.export(static, (batch,))
-        with tempfile.TemporaryDirectory() as folder:
-            path = f"{folder}/model.aoti.pt2"
-            torch._inductor.aoti_compile_and_package(program, package_path=path)
-            package = torch._inductor.aoti_load_package(path)
-        return Prepared(lambda: package(batch), no_grad(lambda: tv(list(batch))), 0)
-
-    return prepare
+    tv, ours = models(device.type)
+    static = roiops.models.StaticMaskRCNN(ours).eval()
+    g = torch.Generator().manual_seed(count)
+    batch = torch.rand(count, 3, *IMAGE_SIZES[0], generator=g).to(device)
+    with torch.no_grad():
+        program = torch.export.export(static, (batch,))
+    with tempfile.TemporaryDirectory() as folder:
+        path = f"{folder}/model.aoti.pt2"
+        torch._inductor.aoti_compile_and_package(program, package_path=path)
+        package = torch._inductor.aoti_load_package(path)
+    return Prepared(lambda: package(batch), no_grad(lambda: tv(list(batch))), 0)
 
 
 @functools.cache
@@ -161,42 +146,37 @@ def stage_inputs(device_type: str):
     )
 
 
-def stage(name: str):
+def stage(device: torch.device, dtype: torch.dtype, *, name: str) -> Prepared:
     """One stage of the inference, roiops' module against torchvision's, on the same inputs."""
-
-    def prepare(device: torch.device, dtype: torch.dtype):
-        tv, ours = models(device.type)
-        s = stage_inputs(device.type)
-        feats, sizes = s["features"], s["sizes"]
-        pairs = {
-            "backbone": (lambda m: m.backbone(s["tv_batch"].tensors),) * 2,
-            "RPN": (lambda m: m.rpn(s["ours_batch"], feats), lambda m: m.rpn(s["tv_batch"], feats)),
-            "box pooling": (lambda m: m.roi_heads.box_roi_pool(feats, s["proposals"], sizes),) * 2,
-            "box head": (lambda m: m.roi_heads.box_predictor(m.roi_heads.box_head(s["pooled"])),)
-            * 2,
-            "box post-processing": (
-                lambda m: m.roi_heads.postprocess(s["logits"], s["deltas"], s["proposals"], sizes),
-                lambda m: m.roi_heads.postprocess_detections(
-                    s["logits"], s["deltas"], s["proposals"], sizes
-                ),
+    tv, ours = models(device.type)
+    s = stage_inputs(device.type)
+    feats, sizes = s["features"], s["sizes"]
+    pairs = {
+        "backbone": (lambda m: m.backbone(s["tv_batch"].tensors),) * 2,
+        "RPN": (lambda m: m.rpn(s["ours_batch"], feats), lambda m: m.rpn(s["tv_batch"], feats)),
+        "box pooling": (lambda m: m.roi_heads.box_roi_pool(feats, s["proposals"], sizes),) * 2,
+        "box head": (lambda m: m.roi_heads.box_predictor(m.roi_heads.box_head(s["pooled"])),) * 2,
+        "box post-processing": (
+            lambda m: m.roi_heads.postprocess(s["logits"], s["deltas"], s["proposals"], sizes),
+            lambda m: m.roi_heads.postprocess_detections(
+                s["logits"], s["deltas"], s["proposals"], sizes
             ),
-            "mask pooling": (lambda m: m.roi_heads.mask_roi_pool(feats, s["boxes"], sizes),) * 2,
-            "mask head": (
-                lambda m: m.roi_heads.mask_predictor(m.roi_heads.mask_head(s["mask_pooled"])),
-            )
-            * 2,
-            "paste masks": (
-                lambda m: [
-                    roiops.paste_masks_in_image(k, b, sz)
-                    for k, b, sz in zip(s["masks"], s["boxes"], sizes)
-                ],
-                lambda m: [tv_paste(k, b, sz) for k, b, sz in zip(s["masks"], s["boxes"], sizes)],
-            ),
-        }
-        ours_fn, tv_fn = pairs[name]
-        return Prepared(no_grad(lambda: ours_fn(ours)), no_grad(lambda: tv_fn(tv)), 0)
-
-    return prepare
+        ),
+        "mask pooling": (lambda m: m.roi_heads.mask_roi_pool(feats, s["boxes"], sizes),) * 2,
+        "mask head": (
+            lambda m: m.roi_heads.mask_predictor(m.roi_heads.mask_head(s["mask_pooled"])),
+        )
+        * 2,
+        "paste masks": (
+            lambda m: [
+                roiops.paste_masks_in_image(k, b, sz)
+                for k, b, sz in zip(s["masks"], s["boxes"], sizes)
+            ],
+            lambda m: [tv_paste(k, b, sz) for k, b, sz in zip(s["masks"], s["boxes"], sizes)],
+        ),
+    }
+    ours_fn, tv_fn = pairs[name]
+    return Prepared(no_grad(lambda: ours_fn(ours)), no_grad(lambda: tv_fn(tv)), 0)
 
 
 STAGES = [

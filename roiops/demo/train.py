@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import NamedTuple
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -17,6 +18,11 @@ from .distributed import Process
 LEARNING_RATE = 2e-3
 WARMUP_STEPS = 50
 TIMED_STEPS = 20  # with a time budget, the speed is measured over these first steps
+
+
+class Trained(NamedTuple):
+    losses: list[float]  # one per step run (the mean over the processes)
+    scheduled_steps: int  # the steps the learning-rate schedule was fitted to
 
 
 def learning_rate(step: int, steps: int) -> float:
@@ -63,8 +69,9 @@ def train(
     With a time budget of `seconds`, the speed of the first TIMED_STEPS steps decides how many
     steps fit: if fewer than `steps`, the schedule (its cosine decay) is shortened to them, so a
     slow machine still ends on a decayed learning rate; training also stops once the time is
-    spent. The number of steps then depends on the machine: len() of the result says it. Only the
-    main process draws the progress bar (on `stream`, default stderr)."""
+    spent. The number of steps then depends on the machine: the result's losses say how many ran,
+    its scheduled_steps how many the schedule was fitted to. Only the main process draws the
+    progress bar (on `stream`, default stderr)."""
     process = process or Process()
     model.train()
     wrapped = model
@@ -76,6 +83,7 @@ def train(
     )
     progress = Progress(steps, stream) if process.is_main else None
     history: list[float] = []
+    scheduled = steps
     start = time.perf_counter()
     for images, targets in batches(seed, steps, batch_size, process):
         for group in optimizer.param_groups:
@@ -91,7 +99,9 @@ def train(
         history.append(mean_loss)
         if seconds is not None:
             if len(history) == TIMED_STEPS:
-                steps = min(steps, max(TIMED_STEPS, int(seconds * TIMED_STEPS / elapsed)))
+                steps = scheduled = min(
+                    steps, max(TIMED_STEPS, int(seconds * TIMED_STEPS / elapsed))
+                )
             elif elapsed > seconds:
                 steps = len(history)
         if progress is not None:
@@ -100,4 +110,4 @@ def train(
         if len(history) == steps:
             break
     model.eval()
-    return history
+    return Trained(history, scheduled)

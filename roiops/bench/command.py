@@ -1,0 +1,149 @@
+"""What `python -m roiops bench` does: check the options, time the selected cases of cases.py,
+write the table, the raw numbers and the chart."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+@dataclass
+class Options:
+    device: torch.device
+    dtypes: list[str]
+    out: Path
+    filter: str
+    everything: bool
+    min_run_time: float
+    rounds: int
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Options:
+        """Checks everything before any work; ValueError names the bad argument."""
+        device = torch.device(args.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda: this torch sees no GPU")
+        dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+        unknown = [d for d in dtypes if d not in DTYPES]
+        if unknown or not dtypes:
+            raise ValueError(f"--dtypes {args.dtypes!r}: expected some of {', '.join(DTYPES)}")
+        min_run_time = args.min_run_time
+        if min_run_time is None:
+            min_run_time = 0.5 if device.type == "cuda" else 1.0
+        if not min_run_time > 0:
+            raise ValueError(f"--min-run-time must be > 0 seconds, got {min_run_time}")
+        try:
+            import torchvision  # noqa: F401
+        except ImportError:
+            raise ValueError(
+                "the benchmark needs torchvision, the reference: pip install torchvision "
+                "(or 'roiops[bench]')"
+            ) from None
+        return cls(device, dtypes, Path(args.out), args.filter, args.all, min_run_time, 5)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def select(cases: list, options: Options) -> list[tuple]:
+    """(case, dtype name) pairs to run, dtype by dtype in the table's order."""
+    return [
+        (case, dtype)
+        for dtype in options.dtypes
+        for case in cases
+        if options.filter in case.name
+        and (options.everything or options.device.type not in case.extended_on)
+        and options.device.type in case.devices
+        and (case.dtypes is None or dtype in case.dtypes)
+    ]
+
+
+def run(options: Options) -> int:
+    """Times the selected cases; returns 1 when a case failed (its error is in the table)."""
+    import torchvision
+
+    import roiops
+
+    from .cases import CASES
+    from .chart import speedup_chart
+    from .timing import time_pair
+
+    device = options.device
+    header = {
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "roiops": roiops.__version__,
+        "date": datetime.date.today().isoformat(),
+    }
+    has_matplotlib = importlib.util.find_spec("matplotlib") is not None
+    if not has_matplotlib:  # a GPU machine may be offline: the numbers matter more than the chart
+        print("no matplotlib: no speedup.png (pip install matplotlib)", file=sys.stderr)
+    selected = select(CASES, options)
+    lines = [" | ".join(f"{k}: {v}" for k, v in header.items()), ""]
+    title = f"| {'case':<62} | dtype    | torchvision ms | roiops ms | speedup | roiops GB/s |"
+    lines += [title, "|" + "|".join("-" * len(c) for c in title.split("|")[1:-1]) + "|"]
+    print("\n".join(lines), flush=True)
+    rows = []
+    start = time.perf_counter()
+    for index, (case, dtype_name) in enumerate(selected):
+        print(
+            f"  [{index + 1}/{len(selected)}, {time.perf_counter() - start:.0f} s] {case.name} "
+            f"({dtype_name}) ...",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            prepared = case.prepare(device, getattr(torch, dtype_name))
+            ours, theirs = time_pair(prepared, options.min_run_time, options.rounds)
+        except Exception as err:  # one broken case must not hide the others' numbers
+            rows.append({"case": case.name, "dtype": dtype_name, "error": repr(err)})
+            line = f"| {case.name:<62} | {dtype_name:<8} | failed: {err!r}"[:400]
+        else:
+            row = {
+                "case": case.name,
+                "dtype": dtype_name,
+                "torchvision_ms": theirs * 1e3,
+                "roiops_ms": ours * 1e3,
+                "speedup": theirs / ours,
+                "roiops_GBps": prepared.bytes_moved / ours / 1e9,
+            }
+            rows.append(row)
+            bandwidth = f"{row['roiops_GBps']:11.1f}" if prepared.bytes_moved else " " * 11
+            line = (
+                f"| {case.name:<62} | {dtype_name:<8} | {row['torchvision_ms']:14.3f} | "
+                f"{row['roiops_ms']:9.3f} | {row['speedup']:6.2f}x | {bandwidth} |"
+            )
+        lines.append(line)
+        print(line, flush=True)
+    options.out.mkdir(parents=True, exist_ok=True)
+    (options.out / "report.md").write_text(
+        "# roiops vs torchvision\n\n"
+        + "\n".join(lines)
+        + "\n\nspeedup = torchvision time / roiops time; each time is the median of "
+        f"{options.rounds} interleaved rounds (`python -m roiops bench`).\n\n"
+        "![speedup](speedup.png)\n"
+    )
+    (options.out / "results.json").write_text(
+        json.dumps({"header": header, "rows": rows}, indent=2) + "\n"
+    )
+    written = ["report.md", "results.json"]
+    if has_matplotlib:
+        speedup_chart(options.out / "speedup.png", header, rows)
+        written.append("speedup.png")
+    print(f"wrote {', '.join(written)} in {options.out}", file=sys.stderr)
+    return 1 if any("error" in row for row in rows) else 0
