@@ -8,6 +8,8 @@ import math
 import torch
 from torch import Tensor
 
+from .ops.boxes import iou_dtype
+
 
 def _check_rois(rois: Tensor) -> None:
     torch._check(
@@ -156,11 +158,7 @@ def _encode_boxes(reference_boxes, proposals, weights):
 @torch.library.register_fake("roiops::box_iou")
 def _box_iou(boxes1, boxes2, fmt="xyxy"):
     batch = torch.broadcast_shapes(boxes1.shape[:-2], boxes2.shape[:-2])
-    promoted = torch.promote_types(boxes1.dtype, boxes2.dtype)
-    double = promoted == torch.float64 or (
-        not promoted.is_floating_point and torch.get_default_dtype() == torch.float64
-    )
-    dtype = torch.float64 if double else torch.float32
+    dtype = iou_dtype(boxes1.dtype, boxes2.dtype)
     return boxes1.new_empty((*batch, boxes1.size(-2), boxes2.size(-2)), dtype=dtype)
 
 

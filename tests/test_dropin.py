@@ -273,6 +273,7 @@ def test_stricter_arguments_are_torchvisions_now():
             reference = torchvision.ops.box_iou(ints, ints[:7], fmt)
             assert ours.dtype == reference.dtype == torch.float64
             assert torch.equal(ours, reference), fmt
+            torch.library.opcheck(torch.ops.roiops.box_iou, (ints, ints[:7], fmt))  # the fake too
     finally:
         torch.set_default_dtype(previous)
 

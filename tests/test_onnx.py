@@ -450,6 +450,28 @@ def test_box_iou(exporter, fmt):
 
 
 @pytest.mark.parametrize("exporter", EXPORTERS)
+@pytest.mark.parametrize("fmt", ["xyxy", "xywh", "cxcywh"])
+def test_box_iou_of_integer_boxes_follows_the_default_dtype(exporter, fmt):
+    """Under torch.set_default_dtype(torch.float64), integer boxes give float64 IoUs (as in
+    torchvision), in the graph as in eager."""
+
+    def iou(boxes1, boxes2):
+        return roiops.box_iou(boxes1, boxes2, fmt)
+
+    g = torch.Generator().manual_seed(12)
+    ints1, ints2 = (random_boxes(n, g).mul(3).round().long() for n in (20, 9))
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = export(Call(iou), (ints1, ints2), exporter, {"boxes1": [0], "boxes2": [0]})
+        (ours,), ref = run(model, ints1, ints2), iou(ints1, ints2)
+        assert ours.dtype == ref.dtype == torch.float64
+        assert_close(ours, ref, rtol=0, atol=1e-12)
+    finally:
+        torch.set_default_dtype(previous)
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
 def test_anchor_generator(exporter):
     """The anchors of fixed image and feature sizes (sizes given to an op as ints are constants
     in the graph), for a dynamic number of images: exactly roiops' (and torchvision's)."""

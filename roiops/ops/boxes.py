@@ -26,6 +26,15 @@ def box_iou(boxes1: Tensor, boxes2: Tensor, fmt: str = "xyxy") -> Tensor:
     return torch.ops.roiops.box_iou(boxes1, boxes2, fmt)
 
 
+def iou_dtype(boxes1: torch.dtype, boxes2: torch.dtype) -> torch.dtype:
+    """box_iou's output dtype (the kernels', the fake's and the ONNX lowering's): float64 for
+    float64 boxes, and for integer boxes under a float64 default dtype; float32 otherwise."""
+    promoted = torch.promote_types(boxes1, boxes2)
+    if promoted.is_floating_point:
+        return torch.float64 if promoted == torch.float64 else torch.float32
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
 @lowering("box_iou")
 def _box_iou_onnx(boxes1, boxes2, fmt):
     """The kernels' arithmetic (box_math.h: corners, intersection sides, areas, then the division)
@@ -33,16 +42,11 @@ def _box_iou_onnx(boxes1, boxes2, fmt):
     computes them, but for cxcywh, halved into float32 up front, and under a float64 default dtype
     computed as float64 boxes. float16 / bfloat16 boxes are computed in float32 (roiops rounds the
     corners and sides to their dtype first)."""
-    dtype = torch.promote_types(dtype_of(boxes1), dtype_of(boxes2))
-    if dtype.is_floating_point:
-        dtype = torch.float64 if dtype == torch.float64 else torch.float32
-    elif torch.get_default_dtype() == torch.float64:
-        dtype = torch.float64
-    elif fmt == "cxcywh":
-        dtype = torch.float32
-    else:
-        dtype = torch.int64
-    result = torch.float64 if dtype == torch.float64 else torch.float32
+    result = iou_dtype(dtype_of(boxes1), dtype_of(boxes2))
+    promoted = torch.promote_types(dtype_of(boxes1), dtype_of(boxes2))
+    # Integer boxes stay int64 up to the division, unless halved (cxcywh) or computed as float64.
+    integer = not promoted.is_floating_point and result == torch.float32 and fmt != "cxcywh"
+    dtype = torch.int64 if integer else result
 
     def corners_and_area(boxes, axis):  # boxes [..., N, 4] -> [..., N, 1] or [..., 1, M] each
         a, b, c, d = (
