@@ -209,7 +209,13 @@ def _parser() -> argparse.ArgumentParser:
         default=0.5,
         help="draw detections scoring at least this (default: 0.5; all are in detections.json)",
     )
-    predict.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="default: cpu")
+    predict.add_argument(
+        "--device",
+        default=None,
+        choices=["cpu", "cuda"],
+        help="default: the device the model was exported for (a checkpoint: cpu); an AOTInductor "
+        "package runs only there, an ONNX file on the CPU",
+    )
     return parser
 
 

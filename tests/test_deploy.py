@@ -124,13 +124,20 @@ def test_predict_with_every_format_gives_the_same_detections(held_out, exported,
     assert sum(len(d) for d in eager.values()) > 24  # the trained model finds the shapes
     assert results["shapes.pt2"] == eager
     for name in [f"shapes{SUFFIXES[kind]}" for kind in FORMATS if kind != "pt2"]:
-        for image_id, expected in eager.items():
-            got = results[name][image_id]
-            assert [d["category_id"] for d in got] == [d["category_id"] for d in expected], name
-            boxes = torch.tensor([d["bbox"] for d in got])
-            assert_close(boxes, torch.tensor([d["bbox"] for d in expected]), rtol=0, atol=1e-2)
-            scores = torch.tensor([d["score"] for d in got])
-            assert_close(scores, torch.tensor([d["score"] for d in expected]), rtol=0, atol=1e-4)
+        assert_same_detections(results[name], eager, name)
+
+
+def assert_same_detections(got: dict, expected: dict, name: str) -> None:
+    """Other convolutions' detections (inductor's, ONNX Runtime's, the GPU's): per image the same
+    labels in the same order, boxes within 1e-2 px, scores within 1e-4."""
+    assert got.keys() == expected.keys(), name
+    for image_id, want in expected.items():
+        have = got[image_id]
+        assert [d["category_id"] for d in have] == [d["category_id"] for d in want], name
+        boxes = torch.tensor([d["bbox"] for d in have])
+        assert_close(boxes, torch.tensor([d["bbox"] for d in want]), rtol=0, atol=1e-2)
+        scores = torch.tensor([d["score"] for d in have])
+        assert_close(scores, torch.tensor([d["score"] for d in want]), rtol=0, atol=1e-4)
 
 
 def coco_ap(folder: Path, targets: list[dict]) -> dict[str, float]:
@@ -194,6 +201,70 @@ def test_predict_letterboxes_other_sizes_and_reports_unreadable_images(held_out,
         assert 0 <= x <= x + w <= 160 and 0 <= y <= y + h <= 96
         assert entry["segmentation"]["size"] == [96, 160]
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["square.png", "wide.png"]
+
+
+def test_predict_runs_a_file_where_it_was_exported_for(held_out, exported, tmp_path):
+    """--device defaults to the file's device; a device the file cannot run on is refused with
+    the reason (an ONNX file runs on the CPU here; a GPU this torch does not see)."""
+    out, _ = exported
+    image = sorted(held_out[0].iterdir())[0]
+    for name in ["shapes.pt2", "shapes.aoti.pt2"]:
+        status, printed = run_command(
+            "predict", str(out / name), str(image), "--out", str(tmp_path)
+        )
+        assert status == 0, printed
+    status, printed = run_command(
+        "predict", str(out / "shapes.pt2"), str(image), "--out", str(tmp_path), "--device", "cuda"
+    )
+    if torch.cuda.is_available():
+        assert status == 0, printed
+    else:
+        assert status == 2 and "--device cuda: this torch sees no GPU" in printed, printed
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_export_predict_and_the_cpp_runner_on_the_gpu(held_out, request, tmp_path):
+    """The deployment path on CUDA: export --device cuda verifies its files; predict runs each on
+    the GPU by default and finds the CPU checkpoint's detections (the GPU's convolutions: within
+    the tolerances of other convolutions); the package refuses the CPU with the reason; the C++
+    runner gives Python's detections on the CUDA package."""
+    folder, _, _ = held_out
+    images = [str(p) for p in sorted(folder.iterdir())[:8]]
+    out = tmp_path / "export"
+    status, printed = run_command(
+        "export", str(DEMO / "model.pt"), "--image-size", "128x128", "--batch", "1-4",
+        "--device", "cuda", "--format", "pt2,aoti", "--out", str(out), "--name", "gpu",
+    )  # fmt: skip
+    assert status == 0, printed
+    written = [line for line in printed.splitlines() if "/gpu." in line]
+    assert len(written) == 2 and all(line.endswith("verified") for line in written), printed
+    status, printed = run_command(
+        "predict", str(DEMO / "model.pt"), *images, "--out", str(tmp_path / "cpu")
+    )
+    assert status == 0, printed
+    on_cpu = detections_of(tmp_path / "cpu")
+    for name in ["gpu.pt2", "gpu.aoti.pt2"]:
+        status, printed = run_command(
+            "predict", str(out / name), *images, "--out", str(tmp_path / name)
+        )
+        assert status == 0 and "cuda" in open_model(out / name).device, printed
+        assert_same_detections(detections_of(tmp_path / name), on_cpu, name)
+    status, printed = run_command(
+        "predict", str(out / "gpu.aoti.pt2"), images[0], "--out", str(tmp_path), "--device", "cpu"
+    )
+    assert status == 2 and "runs on cuda only (aoti), not on cpu" in printed, printed
+    if shutil.which("cmake") is None:  # a GPU machine without it: the Python half has run
+        pytest.skip("the C++ runner on the GPU needs cmake to build it")
+    cpp_runner = request.getfixturevalue("cpp_runner")
+    cpp = tmp_path / "cpp.json"
+    package = str(out / "gpu.aoti.pt2")
+    result = subprocess.run(
+        [str(cpp_runner), package, *images, "--batch-size", "4", "--out", str(cpp)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": ""},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    python = json.loads((tmp_path / "gpu.aoti.pt2" / "detections.json").read_text())
+    assert json.loads(cpp.read_text()) == python
 
 
 def test_coco_rle_is_pycocotools():

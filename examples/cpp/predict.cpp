@@ -41,7 +41,8 @@ struct ModelInfo {
   int64_t height = 0, width = 0, batch_min = 1, batch_max = 1;
   std::vector<std::string> classes;
   std::vector<double> image_mean;
-  std::string masks;  // "pasted", "roi" or "none"
+  std::string masks;   // "pasted", "roi" or "none"
+  std::string device;  // where the package runs ("cpu", "cuda"): its inputs go there
 };
 
 // A JSON array of strings or numbers as json.dumps writes them (no nesting).
@@ -105,6 +106,7 @@ ModelInfo read_info(const std::unordered_map<std::string, std::string>& metadata
   info.classes = json_array(get("classes"));
   for (const std::string& m : json_array(get("image_mean"))) info.image_mean.push_back(std::stod(m));
   info.masks = get("masks");
+  info.device = get("device");
   return info;
 }
 
@@ -349,7 +351,8 @@ int main(int argc, char** argv) {
       std::vector<at::Tensor> boxed;
       for (const Placed& p : batch) boxed.push_back(letterbox(p, info));
       while (static_cast<int64_t>(boxed.size()) < info.batch_min) boxed.push_back(boxed.back());
-      at::Tensor stacked = at::stack(boxed);
+      // Letterboxed on the CPU (as predict.py), then moved to the package's device.
+      at::Tensor stacked = at::stack(boxed).to(at::Device(info.device));
       if (!first_batch.defined()) first_batch = stacked;
       const std::vector<at::Tensor> outputs = loader.run({stacked});
       for (size_t row = 0; row < batch.size(); ++row) {
@@ -365,7 +368,8 @@ int main(int argc, char** argv) {
       std::vector<double> milliseconds;
       for (int64_t r = 0; r < repeat; ++r) {
         const auto begin = std::chrono::steady_clock::now();
-        loader.run({first_batch});
+        // Reading a result back waits for the run's kernels (on a GPU they run asynchronously).
+        loader.run({first_batch})[3].cpu();
         const std::chrono::duration<double, std::milli> took =
             std::chrono::steady_clock::now() - begin;
         milliseconds.push_back(took.count());

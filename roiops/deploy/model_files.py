@@ -96,34 +96,50 @@ def kind_of(path: Path) -> str:
 @dataclass
 class OpenedModel:
     info: ModelInfo
-    run: Callable[[torch.Tensor], dict[str, torch.Tensor]]
+    run: Callable[[torch.Tensor], dict[str, torch.Tensor]]  # images on `device`
     kind: str
+    device: str  # where its inputs go
 
 
 OUTPUT_NAMES = ("boxes", "scores", "labels", "num_detections")
 
 
-def open_model(path, image_size: tuple[int, int] | None = None, device: str = "cpu") -> OpenedModel:
+def open_model(
+    path, image_size: tuple[int, int] | None = None, device: str | None = None
+) -> OpenedModel:
     """Any model file of FORMATS, or a detector checkpoint (run eagerly as a StaticMaskRCNN of
-    `image_size`, default (min_size, max_size) of its config) -- on `device` for a checkpoint
-    and pt2; an AOTInductor package and an ONNX file run where they were built for."""
+    `image_size`, default (min_size, max_size) of its config). It runs on `device`, by default
+    where it was exported for (a checkpoint: the CPU); an AOTInductor package runs only there, an
+    ONNX file on the CPU (ONNX Runtime's CPU provider)."""
     path = Path(path)
     if not path.is_file():
         raise ArgumentValueError(f"model {str(path)!r} is not a file")
+    if device is not None and torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ArgumentValueError("--device cuda: this torch sees no GPU")
     kind = kind_of(path)
     if kind == "onnx":
-        return _open_onnx(path)
-    if kind == "aoti":
+        opened = _open_onnx(path)
+    elif kind == "aoti":
         package = torch._inductor.aoti_load_package(str(path))
         info = ModelInfo.from_strings(package.get_metadata(), path)
-        return OpenedModel(info, lambda images: package(images), kind)
-    if kind == "pt2":
+        opened = OpenedModel(info, lambda images: package(images), kind, info.device)
+    elif kind == "pt2":
         extra = {"roiops.json": ""}
         program = torch.export.load(str(path), extra_files=extra)
         info = ModelInfo.from_strings(json.loads(extra["roiops.json"] or "{}"), path)
-        module = program.module().to(device)
-        return OpenedModel(info, _no_grad(module), kind)
-    return _open_checkpoint(path, image_size, device)
+        device = device or info.device
+        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+            raise ArgumentValueError(f"{path} was exported for {device}: this torch sees no GPU")
+        opened = OpenedModel(info, _no_grad(program.module().to(device)), kind, device)
+    else:
+        return _open_checkpoint(path, image_size, device or "cpu")
+    if device is not None and torch.device(device) != torch.device(opened.device):
+        raise ArgumentValueError(
+            f"{path} runs on {opened.device} only ({kind}), not on {device}: run it there, or "
+            f"export it again with --device {device}"
+            + (" and --format pt2 or aoti" if kind == "onnx" else "")
+        )
+    return opened
 
 
 def _no_grad(function):
@@ -146,7 +162,7 @@ def _open_checkpoint(path: Path, image_size, device: str) -> OpenedModel:
     static = StaticMaskRCNN(detector.model.to(device), cfg.box_detections_per_img).eval()
     info = info_of(static, image_size, (1, 2**31 - 1), detector.architecture, detector.classes,
                    device, "float32")  # fmt: skip
-    return OpenedModel(info, _no_grad(static), "checkpoint")
+    return OpenedModel(info, _no_grad(static), "checkpoint", device)
 
 
 def _open_onnx(path: Path) -> OpenedModel:
@@ -171,7 +187,7 @@ def _open_onnx(path: Path) -> OpenedModel:
         outputs = session.run(None, {input_name: images.cpu().numpy()})
         return {name: torch.from_numpy(out) for name, out in zip(names, outputs)}
 
-    return OpenedModel(info, run, "onnx")
+    return OpenedModel(info, run, "onnx", "cpu")
 
 
 # --- letterboxing: one fixed input size for images of any size ----------------------------------

@@ -156,7 +156,7 @@ def predict(
     batch_size: int = 4,
     image_size: tuple[int, int] | None = None,
     draw_threshold: float = 0.5,
-    device: str = "cpu",
+    device: str | None = None,
     stream=None,
 ) -> int:
     """Runs `model` over the images; returns the exit status (1 when an image could not be
@@ -189,7 +189,7 @@ def predict(
             _, scaled_h, scaled_w = letterbox_size(image.shape[-2], image.shape[-1], info)
             batch.append(Placed(image_id, path, image, scaled_h, scaled_w))
         if batch:
-            outputs = _run(opened, [letterbox(p.image, info)[0] for p in batch], device)
+            outputs = _run(opened, [letterbox(p.image, info)[0] for p in batch])
             for row, placed in enumerate(batch):
                 boxes, labels, scores, masks = detections(outputs, row, placed, info)
                 height, width = placed.image.shape[-2:]
@@ -234,7 +234,7 @@ def predict(
     return 0
 
 
-def _run(opened: OpenedModel, images: list[torch.Tensor], device: str) -> dict:
+def _run(opened: OpenedModel, images: list[torch.Tensor]) -> dict:
     """One batch; a batch below the model's smallest is padded with copies of its last image."""
     batch = torch.stack(images + images[-1:] * (opened.info.batch_min - len(images)))
-    return opened.run(batch.to(device))
+    return opened.run(batch.to(opened.device))
