@@ -36,7 +36,8 @@ install: $(VENV)/.roiops-installed
 $(VENV)/.deps:
 	python3 -m venv $(VENV)
 	$(PIP_DEPS) torch==2.13.0 torchvision==0.28.0 ninja numpy pytest pytest-benchmark ruff \
-		pillow pycocotools matplotlib onnx==1.23.2 onnxscript==0.7.2 onnxruntime==1.32.0
+		pillow pycocotools matplotlib onnx==1.23.2 onnxscript==0.7.2 onnxruntime==1.32.0 \
+		openvino==2026.4.1 nncf==3.4.0
 	touch $@
 
 $(VENV)/.roiops-installed: $(VENV)/.deps $(SOURCES)

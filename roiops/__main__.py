@@ -156,7 +156,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--name", default="model", help="file name stem (default: %(default)s)")
     export.add_argument(
-        "--format", default="pt2,aoti,onnx", help="comma-separated, of pt2,aoti,onnx (default: all)"
+        "--format",
+        default="pt2,aoti,onnx",
+        help="comma-separated, of pt2,aoti,onnx,openvino (default: pt2,aoti,onnx)",
     )
     export.add_argument(
         "--image-size",
@@ -179,7 +181,19 @@ def _parser() -> argparse.ArgumentParser:
         help="output each detection's 28x28 mask probabilities instead of pasted masks",
     )
     export.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="default: cpu")
-    export.add_argument("--dtype", default="float32", help="default: float32 (the only one so far)")
+    export.add_argument(
+        "--dtype",
+        default="float32",
+        help="float32 (default); bfloat16: pt2 and aoti computed under autocast, openvino run at "
+        "bf16 precision; int8: openvino quantized by NNCF (needs --calibration)",
+    )
+    export.add_argument(
+        "--calibration",
+        default=None,
+        metavar="DIR",
+        help="a folder of your own images: int8's calibration, and the images a reduced-precision "
+        "file is verified on (default: random images)",
+    )
 
     predict = commands.add_parser(
         "predict",
@@ -214,7 +228,21 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         choices=["cpu", "cuda"],
         help="default: the device the model was exported for (a checkpoint: cpu); an AOTInductor "
-        "package runs only there, an ONNX file on the CPU",
+        "package runs only there, an ONNX or OpenVINO file on the CPU",
+    )
+    predict.add_argument(
+        "--runtime",
+        default=None,
+        choices=["onnxruntime", "openvino"],
+        help="what runs an .onnx file (default: onnxruntime)",
+    )
+    predict.add_argument(
+        "--precision",
+        default=None,
+        choices=["f32", "bf16", "default"],
+        help="OpenVINO's inference precision (an .xml file, or .onnx with --runtime openvino); "
+        "default: the file's dtype (float32: f32, bfloat16: bf16); 'default': OpenVINO's own "
+        "choice (bf16 on a CPU with bf16 units)",
     )
     return parser
 
@@ -271,18 +299,15 @@ def _deploy(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                 args.device,
                 args.dtype,
                 paste_masks=not args.roi_masks,
+                calibration=args.calibration,
             )
-            return 0 if all(w.verified is None for w in written) else 1
+            return 0 if all(w.problem is None for w in written) else 1
         from .deploy import predict
+        from .deploy.formats import RunOptions
 
+        options = RunOptions(args.device, args.image_size, args.runtime, args.precision)
         return predict.predict(
-            args.model,
-            args.images,
-            out,
-            args.batch_size,
-            args.image_size,
-            args.draw_threshold,
-            args.device,
+            args.model, args.images, out, args.batch_size, args.draw_threshold, options
         )
     except ArgumentValueError as err:
         parser.error(str(err))

@@ -1,10 +1,13 @@
 """Deploying a detector: `python -m roiops export` turns a checkpoint into files that run without
 the model's Python code, `python -m roiops predict` runs any of them over images.
 
-    model_files.py  the formats (an ExportedProgram .pt2, an AOTInductor package .aoti.pt2, ONNX
-                    .onnx), the facts each file carries about its model (ModelInfo), and opening
-                    any of them -- or a checkpoint -- as one callable
-    export.py       checkpoint -> StaticMaskRCNN -> the formats asked for, each verified
+    formats.py      the formats, one record each (an ExportedProgram .pt2, an AOTInductor package
+                    .aoti.pt2, ONNX .onnx, OpenVINO's IR .xml): writing, recognising and opening
+                    them -- or a checkpoint -- as one callable
+    model_files.py  the facts each file carries about its model (ModelInfo), an opened file
+    images.py       image files read, and letterboxed to the model's input size
+    export.py       checkpoint -> StaticMaskRCNN -> the formats asked for, in the dtype asked for
+                    (float32, bfloat16, int8), each verified against the float32 model
     predict.py      images -> letterboxed batches -> COCO results, pictures
 
 A deployed model is roiops.models.StaticMaskRCNN: a batch of images of one fixed size in, padded

@@ -21,46 +21,11 @@ import numpy as np
 import torch
 
 from .._progress import Progress
-from ..errors import ArgumentValueError
-from .model_files import ModelInfo, OpenedModel, letterbox, letterbox_size, open_model
+from .formats import RunOptions, open_model
+from .images import check_dependencies, image_files, letterbox, letterbox_size, read_image
+from .model_files import ModelInfo, OpenedModel
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SMALL_PICTURE = 384  # pictures of images smaller than this are drawn enlarged, legibly
-
-
-def check_dependencies() -> None:
-    try:
-        import PIL  # noqa: F401
-    except ImportError:
-        raise ArgumentValueError(
-            "predict reads images with pillow: pip install pillow (or pip install 'roiops[demo]')"
-        ) from None
-
-
-def image_files(inputs: list[str]) -> list[Path]:
-    """The files named, and the PNG / JPEG files of the folders named (not their subfolders),
-    in the order given, each folder's sorted by name."""
-    files = []
-    for name in inputs:
-        path = Path(name)
-        if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif path.exists():
-            files.append(path)
-        else:
-            raise ArgumentValueError(f"{name}: no such file or folder")
-    if not files:
-        raise ArgumentValueError(f"no PNG or JPEG image in {', '.join(inputs)}")
-    return files
-
-
-def read_image(path: Path) -> torch.Tensor:
-    """[3, H, W] float32 in [0, 1] (8-bit RGB / 255)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
-    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
 
 
 @dataclass
@@ -154,24 +119,25 @@ def predict(
     inputs: list[str],
     out: Path,
     batch_size: int = 4,
-    image_size: tuple[int, int] | None = None,
     draw_threshold: float = 0.5,
-    device: str | None = None,
+    options: RunOptions | None = None,
     stream=None,
 ) -> int:
-    """Runs `model` over the images; returns the exit status (1 when an image could not be
-    read)."""
+    """Runs `model` over the images (opened with `options`: device, a checkpoint's image size,
+    an ONNX file's runtime, OpenVINO's precision); returns the exit status (1 when an image could
+    not be read)."""
+    stream = stream or sys.stderr
+    check_dependencies("predict")
     from .._drawing import draw_detections
 
-    stream = stream or sys.stderr
-    check_dependencies()
     files = image_files(inputs)
-    opened = open_model(model, image_size, device)
+    opened = open_model(model, options)
     info = opened.info
     batch_size = min(max(batch_size, info.batch_min), info.batch_max)
     print(
         f"{model}: {opened.kind}, {info.architecture}, {info.image_height}x{info.image_width} "
-        f"input; {len(files)} images in batches of {batch_size}",
+        f"input, on {opened.device} ({opened.runs_as}); {len(files)} images in batches of "
+        f"{batch_size}",
         file=stream,
     )
     out.mkdir(parents=True, exist_ok=True)

@@ -189,15 +189,19 @@ class DetectionTransform(nn.Module):
         result = dict(detections, boxes=resize_boxes(detections["boxes"], size, original))
         if roi_masks is None:
             return result
-        valid = (labels >= 0)[..., None, None]
         n, k = labels.shape
+        # Padding slots' masks are zeroed before pasting (a zero mask pastes zeros): the same
+        # result as zeroing the pasted [N, K, H, W], without another pass over it.
+        valid = (labels >= 0)[..., None, None]
+        roi_masks = torch.where(valid, roi_masks.reshape(n, k, *roi_masks.shape[-2:]), 0)
         if not paste:
-            result["roi_masks"] = torch.where(
-                valid, roi_masks.reshape(n, k, *roi_masks.shape[-2:]), 0
-            )
+            result["roi_masks"] = roi_masks
             return result
-        pasted = paste_masks_in_image(roi_masks, result["boxes"].reshape(-1, 4), original)
-        result["masks"] = torch.where(valid, pasted.reshape(n, k, *original), 0)
+        pasted = paste_masks_in_image(
+            roi_masks.reshape(n * k, 1, *roi_masks.shape[-2:]), result["boxes"].reshape(-1, 4),
+            original,
+        )  # fmt: skip
+        result["masks"] = pasted.reshape(n, k, *original)
         return result
 
     def postprocess(

@@ -80,7 +80,7 @@ def batched_nms_padded(
 # ONNX's NonMaxSuppression keeps a box unless its IoU with a kept box of its class exceeds the
 # threshold (strictly), as roiops does, but its output is the kept (batch, class, box) triples in an
 # order of its own. The lowerings below turn them into keep flags and order the kept boxes as
-# roiops does: by decreasing score, equal scores by index (TopK's tie order). What ONNX Runtime
+# roiops does: by decreasing score, equal scores by index (_score_order). What ONNX Runtime
 # does differently (README, "Deploying"): it suppresses in float32, normalises flipped corners,
 # never suppresses with a box of zero area, and among equal scores picks its own first box.
 
@@ -133,9 +133,19 @@ def _keep_flags(boxes, scores, classes, valid, iou_threshold):
 
 
 def _score_order(scores):
-    """[B, N] -> indices [B, N] by decreasing score, equal scores by index."""
+    """[B, N] -> indices [B, N] by decreasing score, equal scores by index. ONNX's TopK puts the
+    lower index first among equal values, but not every runtime's does (OpenVINO's does not): the
+    first TopK sorts by score, and a second, on (run of equal scores, index) -- unique integers --,
+    puts each run of ties in index order."""
     count = op.Shape(scores, start=1, end=2)
-    return op.TopK(scores, count, axis=1, largest=1, sorted=1)[1]
+    values, order = op.TopK(scores, count, axis=1, largest=1, sorted=1)
+    first = op.Expand(constant(False, torch.bool), op.Shape(scores, start=0, end=1))
+    same = op.Equal(op.Slice(values, [1], [2**62], [1]), op.Slice(values, [0], [-1], [1]))
+    new_run = op.Concat(op.Unsqueeze(first, [1]), op.Not(same), axis=1)  # [B, N]
+    run = op.CumSum(cast(new_run, torch.int64), constant(1, torch.int64))
+    key = op.Add(op.Mul(run, count), order)
+    position = op.TopK(key, count, axis=1, largest=0, sorted=1)[1]
+    return op.GatherElements(order, position, axis=1)
 
 
 def _kept_in_score_order(boxes, scores, classes, iou_threshold):
@@ -147,8 +157,11 @@ def _kept_in_score_order(boxes, scores, classes, iou_threshold):
         None,
         iou_threshold,
     )
-    order = op.Squeeze(_score_order(op.Unsqueeze(cast(scores, torch.float32), [0])), [0])
-    return op.Compress(order, cast(op.Gather(op.Squeeze(keep, [0]), order), torch.bool))
+    # [1, N] -> [N] by Reshape, and NonZero + Gather rather than Compress: OpenVINO reads Squeeze
+    # of [1, ?] (also inside its Compress) as of unknown rank, which its CPU plugin refuses.
+    order = op.Reshape(_score_order(op.Unsqueeze(cast(scores, torch.float32), [0])), [-1])
+    kept = op.NonZero(cast(op.Gather(op.Reshape(keep, [-1]), order), torch.bool))  # [1, K]
+    return op.Gather(order, op.Reshape(kept, [-1]))
 
 
 @lowering("nms")

@@ -10,7 +10,7 @@ from torch.jit.annotations import BroadcastingList2
 from torch.nn.modules.utils import _pair
 
 from .._imports import subclass_when_imported
-from .._onnx import cast, dtype_of, lowering, op
+from .._onnx import cast, constant, dtype_of, lowering, op
 from ..errors import ArgumentValueError, call_op
 from ._box_format import check_roi_boxes, pair, to_rois
 
@@ -69,12 +69,17 @@ def _roi_align_onnx(
     coordinate_transformation_mode half_pixel, not aligned is output_half_pixel (always written:
     ONNX Runtime's default is not the spec's), sampling_ratio <= 0 is its adaptive 0. float16 and
     bfloat16 maps are pooled in float32 and rounded once, as roiops pools them (ONNX Runtime's CPU
-    RoiAlign takes float32 and float64 only)."""
+    RoiAlign takes float32 and float64 only).
+
+    Aligned with an adaptive grid, a box without extent (x2 * scale <= x1 * scale, or NaN) has
+    a 0 x n grid: torchvision's count is then max(0, 1) and its row zero; OpenVINO divides by the
+    0 and gives NaN. Such rows are zeroed here. (Not aligned, torchvision's extent is >= 1.)"""
     dtype = dtype_of(input)
     compute = torch.float64 if dtype == torch.float64 else torch.float32
+    boxes = cast(op.Slice(rois, [1], [5], [1]), compute)
     pooled = op.RoiAlign(
         input if dtype == compute else cast(input, compute),
-        cast(op.Slice(rois, [1], [5], [1]), compute),
+        boxes,
         cast(op.Squeeze(op.Slice(rois, [0], [1], [1]), [1]), torch.int64),
         mode="avg",
         output_height=pooled_height,
@@ -83,6 +88,12 @@ def _roi_align_onnx(
         spatial_scale=spatial_scale,
         coordinate_transformation_mode="half_pixel" if aligned else "output_half_pixel",
     )
+    if aligned and sampling_ratio <= 0:  # torchvision's roi_end - roi_start, per axis
+        shifted = op.Sub(op.Mul(boxes, constant(spatial_scale, compute)), constant(0.5, compute))
+        extent = op.Sub(op.Slice(shifted, [2], [4], [1]), op.Slice(shifted, [0], [2], [1]))
+        positive = op.Greater(extent, constant(0.0, compute))  # [K, 2], false for NaN
+        empty = op.Not(op.And(op.Slice(positive, [0], [1], [1]), op.Slice(positive, [1], [2], [1])))
+        pooled = op.Where(op.Unsqueeze(empty, [2, 3]), constant(0.0, compute), pooled)
     return pooled if dtype == compute else cast(pooled, dtype)
 
 

@@ -1,0 +1,81 @@
+"""Images as the deployed model takes them: PNG / JPEG files and folders read as [3, H, W] floats in
+[0, 1], and letterboxed to the model's fixed input size (scaled to fit, padded with the mean
+colour, which the model's normalisation turns to zero, as torchvision pads its batches).
+predict reads its inputs this way, export its calibration images; examples/cpp letterboxes the
+same way in C++."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ArgumentValueError
+from .model_files import ModelInfo
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def check_dependencies(command: str) -> None:
+    try:
+        import PIL  # noqa: F401
+    except ImportError:
+        raise ArgumentValueError(
+            f"{command} reads images with pillow: pip install pillow (or pip install "
+            "'roiops[demo]')"
+        ) from None
+
+
+def image_files(inputs: list[str]) -> list[Path]:
+    """The files named, and the PNG / JPEG files of the folders named (not their subfolders),
+    in the order given, each folder's sorted by name."""
+    files = []
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise ArgumentValueError(f"{name}: no such file or folder")
+    if not files:
+        raise ArgumentValueError(f"no PNG or JPEG image in {', '.join(inputs)}")
+    return files
+
+
+def read_image(path: Path) -> torch.Tensor:
+    """[3, H, W] float32 in [0, 1] (8-bit RGB / 255)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
+    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
+
+
+# --- letterboxing: one fixed input size for images of any size ----------------------------------
+
+
+def letterbox_size(height: int, width: int, info: ModelInfo) -> tuple[float, int, int]:
+    """The scale that fits an image into the model's size, and the scaled image's size (rounded
+    half up; examples/cpp computes the same in double)."""
+    scale = min(info.image_height / height, info.image_width / width)
+    scaled_h = min(max(int(math.floor(height * scale + 0.5)), 1), info.image_height)
+    scaled_w = min(max(int(math.floor(width * scale + 0.5)), 1), info.image_width)
+    return scale, scaled_h, scaled_w
+
+
+def letterbox(image: torch.Tensor, info: ModelInfo) -> tuple[torch.Tensor, float]:
+    """image [3, h, w] in [0, 1] -> [3, H, W]: scaled to fit (bilinear, F.interpolate's), in the
+    top-left corner, the rest the mean colour; and the scale."""
+    height, width = image.shape[-2:]
+    scale, scaled_h, scaled_w = letterbox_size(height, width, info)
+    if (scaled_h, scaled_w) != (height, width):
+        image = torch.nn.functional.interpolate(
+            image[None], size=(scaled_h, scaled_w), mode="bilinear", align_corners=False
+        )[0]
+    mean = torch.tensor(info.image_mean, dtype=image.dtype)[:, None, None]
+    canvas = mean.expand(3, info.image_height, info.image_width).clone()
+    canvas[:, :scaled_h, :scaled_w] = image
+    return canvas, scale
