@@ -371,6 +371,28 @@ def assert_openvino_fails_on_no_boxes(model, case):
         run(model, *case, runtime="openvino")
 
 
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_batched_nms_padded_of_many_boxes(runtime):
+    """60 000 boxes in 1000 classes, past _STABLE_ORDER_LIMIT (as Mask R-CNN's 1000 proposals x 90
+    classes): the first 100 kept by decreasing score, as roiops keeps them. (In OpenVINO, which
+    computes int64 in int32, the tie-ordering key overflowed there and put low scores first.)"""
+
+    def padded(boxes, scores, idxs):
+        return roiops.batched_nms_padded(boxes, scores, idxs, 0.5, 100)
+
+    g = torch.Generator().manual_seed(13)
+    n = 60_000
+    boxes = random_boxes(n, g, span=2000, max_size=100).reshape(1, n, 4)
+    scores = (torch.randperm(n, generator=g).float() / n).reshape(1, n)  # distinct
+    idxs = torch.randint(0, 1000, (1, n), generator=g)
+    model = export(Call(padded), (boxes[:, :10], scores[:, :10], idxs[:, :10]), "dynamo",
+                   {name: [1] for name in ["boxes", "scores", "idxs"]})  # fmt: skip
+    for ours, ref in zip(
+        run(model, boxes, scores, idxs, runtime=runtime), padded(boxes, scores, idxs)
+    ):
+        assert torch.equal(ours, ref)
+
+
 @pytest.mark.parametrize("exporter", EXPORTERS)
 @pytest.mark.parametrize("with_classes", [True, False])
 @pytest.mark.parametrize("runtime", RUNTIMES)

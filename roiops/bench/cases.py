@@ -16,14 +16,7 @@ import torchvision
 
 import roiops
 
-from .model_cases import (
-    STAGES,
-    aoti_package_model,
-    onnx_runtime_model,
-    stage,
-    static_model,
-    whole_model,
-)
+from .model_cases import STAGES, autocast_model, deployed_model, stage, static_model, whole_model
 from .timing import Prepared
 
 # Mask R-CNN R50-FPN at its default size: an 800x1333 image, padded to a multiple of 32 (800x1344);
@@ -377,30 +370,40 @@ CASES += [
         ("StaticMaskRCNN compiled-fast, 2 images (800x1067)", 2, "compiled-fast"),
     ]
 ]
-# The same static model deployed: compiled ahead of time into an AOTInductor package (--all: its
-# compilation takes a minute or more on a CPU), and exported to ONNX and run by ONNX Runtime (CPU),
-# where a CPU deployment stands against roiops and torchvision (one image by default).
+CASES.append(
+    Case(
+        "Mask R-CNN inference under bf16 autocast, 1 image (800x1067), both sides",
+        functools.partial(autocast_model, count=1),
+        dtypes=FLOAT32,
+        extended_on=SLOW_ON_CPU,
+    )
+)
+# The same static model deployed as `roiops export` writes it, against torchvision's eager model
+# in float32: the AOTInductor package (--all: its compilation takes a minute or more on a CPU),
+# ONNX Runtime, OpenVINO in f32, bf16 and int8. By default the two a CPU user compares first.
+DEPLOYED = [
+    # (name, format, precision, runtime, images, by default)
+    ("AOTInductor package", "aoti", "float32", None, 1, False),
+    ("AOTInductor package, bfloat16 (autocast)", "aoti", "bfloat16", None, 1, False),
+    ("in ONNX Runtime", "onnx", "float32", None, 1, True),
+    ("in ONNX Runtime", "onnx", "float32", None, 2, False),
+    ("in OpenVINO, f32", "openvino", "float32", None, 1, False),
+    ("in OpenVINO, bf16", "openvino", "bfloat16", None, 1, True),
+    ("in OpenVINO, bf16", "openvino", "bfloat16", None, 2, False),
+    ("in OpenVINO, int8", "openvino", "int8", None, 1, False),
+    ("in OpenVINO, int8", "openvino", "int8", None, 2, False),
+]
 CASES += [
     Case(
-        "StaticMaskRCNN AOTInductor package, 1 image (800x1067)",
-        functools.partial(aoti_package_model, count=1),
+        f"StaticMaskRCNN {name}, {count} image{'s' * (count > 1)} (800x1067)",
+        functools.partial(
+            deployed_model, count=count, format=fmt, precision=precision, runtime=runtime
+        ),
         CPU_ONLY,
         FLOAT32,
-        SLOW_ON_CPU,
-    ),
-    Case(
-        "StaticMaskRCNN in ONNX Runtime, 1 image (800x1067)",
-        functools.partial(onnx_runtime_model, count=1),
-        CPU_ONLY,
-        FLOAT32,
-    ),
-    Case(
-        "StaticMaskRCNN in ONNX Runtime, 2 images (800x1067)",
-        functools.partial(onnx_runtime_model, count=2),
-        CPU_ONLY,
-        FLOAT32,
-        SLOW_ON_CPU,
-    ),
+        () if default else SLOW_ON_CPU,
+    )
+    for name, fmt, precision, runtime, count, default in DEPLOYED
 ]
 CASES += [
     Case(

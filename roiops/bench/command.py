@@ -95,7 +95,9 @@ def run(options: Options) -> int:
         print("no matplotlib: no speedup.png (pip install matplotlib)", file=sys.stderr)
     selected = select(CASES, options)
     lines = [" | ".join(f"{k}: {v}" for k, v in header.items()), ""]
-    title = f"| {'case':<62} | dtype    | torchvision ms | roiops ms | speedup | roiops GB/s |"
+    title = (
+        f"| {'case':<62} | dtype    | torchvision ms | roiops ms | speedup | roiops GB/s | notes |"
+    )
     lines += [title, "|" + "|".join("-" * len(c) for c in title.split("|")[1:-1]) + "|"]
     print("\n".join(lines), flush=True)
     rows = []
@@ -122,11 +124,14 @@ def run(options: Options) -> int:
                 "speedup": theirs / ours,
                 "roiops_GBps": prepared.bytes_moved / ours / 1e9,
             }
+            if prepared.notes:
+                row["notes"] = prepared.notes
             rows.append(row)
             bandwidth = f"{row['roiops_GBps']:11.1f}" if prepared.bytes_moved else " " * 11
             line = (
                 f"| {case.name:<62} | {dtype_name:<8} | {row['torchvision_ms']:14.3f} | "
-                f"{row['roiops_ms']:9.3f} | {row['speedup']:6.2f}x | {bandwidth} |"
+                f"{row['roiops_ms']:9.3f} | {row['speedup']:6.2f}x | {bandwidth} | "
+                f"{prepared.notes} |"
             )
         lines.append(line)
         print(line, flush=True)

@@ -72,46 +72,62 @@ def static_model(device: torch.device, dtype: torch.dtype, *, count: int, mode: 
     return Prepared(ours_step, no_grad(lambda: tv(list(batch))), 0)
 
 
-def onnx_runtime_model(device: torch.device, dtype: torch.dtype, *, count: int) -> Prepared:
-    """StaticMaskRCNN exported to ONNX (torch.onnx.export, its default dynamo exporter) and run by
-    ONNX Runtime's CPU provider with torch's thread count, against torchvision's model on the same
-    `count` 800x1067 images: what a CPU deployment would pick instead of PyTorch."""
-    import onnxruntime
-
+def autocast_model(device: torch.device, dtype: torch.dtype, *, count: int) -> Prepared:
+    """roiops' eager model against torchvision's, both under torch.autocast in bfloat16 (on a
+    CPU: convolutions and matrix products in bf16), on the same `count` images."""
     tv, ours = models(device.type)
-    static = roiops.models.StaticMaskRCNN(ours).eval()
-    g = torch.Generator().manual_seed(count)
-    batch = torch.rand(count, 3, *IMAGE_SIZES[0], generator=g)
-    dynamic = ({0: torch.export.Dim("batch", min=1, max=64)},)
-    with torch.no_grad():
-        program = torch.onnx.export(static, (batch,), dynamic_shapes=dynamic, verbose=False)
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    session = onnxruntime.InferenceSession(
-        program.model_proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
-    feed = {session.get_inputs()[0].name: batch.numpy()}
-    return Prepared(lambda: session.run(None, feed), no_grad(lambda: tv(list(batch))), 0)
+    batch = images(count, device)
+
+    def under_autocast(model):
+        def step():
+            with torch.no_grad(), torch.autocast(device.type, torch.bfloat16):
+                return model(batch)
+
+        return step
+
+    return Prepared(under_autocast(ours), under_autocast(tv), 0)
 
 
-def aoti_package_model(device: torch.device, dtype: torch.dtype, *, count: int) -> Prepared:
-    """StaticMaskRCNN compiled ahead of time into an AOTInductor package (what `python -m roiops
-    export --format aoti` writes; examples/cpp runs the same file from C++) and run from Python,
-    against torchvision's model on the same `count` 800x1067 images. The compilation (minutes on
-    2 cores) is set-up, not timed."""
+def deployed_model(
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
+    count: int,
+    format: str,
+    precision: str = "float32",
+    runtime: str | None = None,
+) -> Prepared:
+    """StaticMaskRCNN written by `roiops export`'s own code (export_detector: the format's writer,
+    verification included; compiling and quantizing are set-up, not timed) for `count` 800x1067
+    images in `precision`, and opened as `predict` opens it (OpenVINO at the file's precision),
+    against torchvision's eager model in float32 on the same images: what a CPU deployment picks
+    instead of PyTorch. The row's notes: export time and file size. int8 is calibrated on 4
+    random images: enough to time it, not to judge its accuracy (the demo's test does)."""
+    import io
     import tempfile
+    from pathlib import Path
+
+    from ..deploy.export import export_detector
+    from ..deploy.formats import RunOptions, open_model
 
     tv, ours = models(device.type)
-    static = roiops.models.StaticMaskRCNN(ours).eval()
     g = torch.Generator().manual_seed(count)
     batch = torch.rand(count, 3, *IMAGE_SIZES[0], generator=g).to(device)
-    with torch.no_grad():
-        program = torch.export.export(static, (batch,))
+    calibration = (
+        list(torch.rand(4, 3, *IMAGE_SIZES[0], generator=g)) if precision == "int8" else []
+    )
+    log = io.StringIO()
     with tempfile.TemporaryDirectory() as folder:
-        path = f"{folder}/model.aoti.pt2"
-        torch._inductor.aoti_compile_and_package(program, package_path=path)
-        package = torch._inductor.aoti_load_package(path)
-    return Prepared(lambda: package(batch), no_grad(lambda: tv(list(batch))), 0)
+        (written,) = export_detector(
+            ours, "maskrcnn_resnet50_fpn", [str(c) for c in range(91)], Path(folder), "model",
+            [format], IMAGE_SIZES[0], (count, count), 100, device.type, precision, True,
+            calibration, stream=log,
+        )  # fmt: skip
+        opened = open_model(written.path, RunOptions(runtime=runtime))
+        notes = f"{opened.runs_as}; export {written.seconds:.1f} s, {written.size / 1e6:.0f} MB" + (
+            "" if written.problem is None else " (NOT VERIFIED: near-tied random weights)"
+        )
+    return Prepared(lambda: opened.run(batch), no_grad(lambda: tv(list(batch))), 0, notes)
 
 
 @functools.cache

@@ -18,6 +18,7 @@ class Prepared:
     ours: Callable[[], object]
     theirs: Callable[[], object]
     bytes_moved: int  # compulsory traffic of one call: inputs read once + outputs written once
+    notes: str = ""  # what else the row should say (a deployed model's runtime, export time, size)
 
 
 def time_pair(prepared: Prepared, min_run_time: float, rounds: int) -> tuple[float, float]:

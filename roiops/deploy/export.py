@@ -18,7 +18,7 @@ import torch
 
 from ..errors import ArgumentValueError
 from .formats import DTYPES, FORMATS, Exporting, Format, RunOptions, open_model
-from .model_files import ModelInfo, info_of
+from .model_files import info_of
 
 # A float32 file's outputs against the eager model's on the same batch: the same counts and
 # labels, and these distances (absolute) elsewhere. Inductor's, ONNX Runtime's and OpenVINO's
@@ -64,9 +64,7 @@ class Written:
         return sum(p.stat().st_size for p in FORMATS[self.format].files(self.path))
 
 
-def check_options(
-    names: list[str], device: str, dtype: str, calibration: str | None
-) -> list[Format]:
+def check_options(names: list[str], device: str, dtype: str, calibrated: bool) -> list[Format]:
     """Everything that can be refused before the checkpoint is read; the formats asked for."""
     unknown = [n for n in names if n not in FORMATS]
     if unknown or not names:
@@ -81,7 +79,7 @@ def check_options(
                 f"--dtype {dtype}: --format {fmt.name} is exported in {', '.join(fmt.dtypes)} "
                 f"only; {dtype} goes to {', '.join(able)}"
             )
-    if dtype == "int8" and calibration is None:
+    if dtype == "int8" and not calibrated:
         raise ArgumentValueError(
             "--dtype int8 needs --calibration DIR: a folder of your own images (a few hundred "
             "at most are used), on which the activations' ranges are measured"
@@ -131,11 +129,11 @@ def export(
     calibration: str | None = None,
     stream=None,
 ) -> list[Written]:
-    from ..models import StaticMaskRCNN
+    """`python -m roiops export`: everything checked, then the checkpoint and the calibration
+    folder's images read, then export_detector."""
     from ..models.checkpoints import load_detector
 
-    stream = stream or sys.stderr
-    chosen = check_options(formats, device, dtype, calibration)
+    check_options(formats, device, dtype, calibration is not None)
     height, width = image_size
     if height < 1 or width < 1:
         raise ArgumentValueError(f"--image-size {height}x{width}: both sides must be positive")
@@ -143,10 +141,41 @@ def export(
     if not 1 <= low <= high:
         raise ArgumentValueError(f"--batch {low} {high}: expected 1 <= min <= max")
     detector = load_detector(checkpoint)
-    static = StaticMaskRCNN(detector.model.to(device), max_detections, paste_masks).eval()
-    info = info_of(static, image_size, batch, detector.architecture, detector.classes, device,
-                   dtype)  # fmt: skip
-    images = _calibration_images(calibration, info) if calibration is not None else []
+    images = _calibration_images(calibration) if calibration is not None else []
+    return export_detector(
+        detector.model, detector.architecture, detector.classes, out, name, formats, image_size,
+        batch, max_detections, device, dtype, paste_masks, images, stream,
+    )  # fmt: skip
+
+
+def export_detector(
+    model,
+    architecture: str,
+    classes: list[str],
+    out: Path,
+    name: str,
+    formats: list[str],
+    image_size: tuple[int, int],
+    batch: tuple[int, int],
+    max_detections: int,
+    device: str = "cpu",
+    dtype: str = "float32",
+    paste_masks: bool = True,
+    calibration: list[torch.Tensor] | None = None,
+    stream=None,
+) -> list[Written]:
+    """A roiops MaskRCNN as StaticMaskRCNN of `image_size` in each format, each file verified;
+    calibration: images [3, h, w] in [0, 1] of any size (letterboxed here)."""
+    from ..models import StaticMaskRCNN
+    from .images import letterbox
+
+    stream = stream or sys.stderr
+    chosen = check_options(formats, device, dtype, bool(calibration))
+    height, width = image_size
+    low, high = batch
+    static = StaticMaskRCNN(model.to(device), max_detections, paste_masks).eval()
+    info = info_of(static, image_size, batch, architecture, classes, device, dtype)
+    images = [letterbox(image, info)[0][None] for image in calibration or []]
     count = min(max(2, low), high)
     # Verified on real images where there are some (reduced precision: real detections), else on
     # random ones; in batches of `count`, the first of them the example torch.export traces.
@@ -169,9 +198,11 @@ def export(
     reference = _concatenated(references)
     out.mkdir(parents=True, exist_ok=True)
     print(
-        f"exporting {detector.architecture} ({len(detector.classes) - 1} classes) for "
+        f"exporting {architecture} ({len(classes) - 1} classes) for "
         f"{height}x{width} images, batches of {low} to {high}, {max_detections} detections, on "
-        f"{device}, in {dtype}" + (f", calibrated on {len(images)} images" if images else ""),
+        f"{device}, in {dtype}"
+        + (f"; int8 calibrated on {len(images)} images" if dtype == "int8" else "")
+        + (f"; verified on {sum(len(b) for b in batches)} of them" if images else ""),
         file=stream,
     )
     traced = static
@@ -208,17 +239,15 @@ def _concatenated(outputs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
     return {key: torch.cat([o[key].cpu() for o in outputs]) for key in outputs[0]}
 
 
-def _calibration_images(folder: str, info: ModelInfo) -> list[torch.Tensor]:
-    """The folder's images (the first CALIBRATION_IMAGES by name), each letterboxed to the
-    model's input as predict does: [1, 3, H, W]."""
-    from .images import check_dependencies, image_files, letterbox, read_image
+def _calibration_images(folder: str) -> list[torch.Tensor]:
+    """The folder's images (the first CALIBRATION_IMAGES by name), [3, h, w] each."""
+    from .images import check_dependencies, image_files, read_image
 
     check_dependencies("--calibration")
-    files = image_files([folder])[:CALIBRATION_IMAGES]
     images = []
-    for path in files:
+    for path in image_files([folder])[:CALIBRATION_IMAGES]:
         try:
-            images.append(letterbox(read_image(path), info)[0][None])
+            images.append(read_image(path))
         except Exception as err:
             raise ArgumentValueError(
                 f"--calibration: {path} cannot be read ({type(err).__name__}: {err})"

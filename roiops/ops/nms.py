@@ -132,11 +132,18 @@ def _keep_flags(boxes, scores, classes, valid, iou_threshold):
     return op.ScatterND(zeros, batch_and_box, kept)
 
 
+# OpenVINO's CPU plugin computes int64 tensors in int32: _score_order's keys, below N * N, stay in
+# range only for N below this.
+_STABLE_ORDER_LIMIT = 46340  # floor(sqrt(2**31 - 1))
+
+
 def _score_order(scores):
     """[B, N] -> indices [B, N] by decreasing score, equal scores by index. ONNX's TopK puts the
     lower index first among equal values, but not every runtime's does (OpenVINO's does not): the
-    first TopK sorts by score, and a second, on (run of equal scores, index) -- unique integers --,
-    puts each run of ties in index order."""
+    first TopK sorts by score, and a second, on (run of equal scores, index) -- unique integers
+    below N * N --, puts each run of ties in index order. From N = _STABLE_ORDER_LIMIT on the
+    first TopK's order is taken as it is (ONNX Runtime's is right; in OpenVINO, exact ties among
+    that many boxes come out in its order)."""
     count = op.Shape(scores, start=1, end=2)
     values, order = op.TopK(scores, count, axis=1, largest=1, sorted=1)
     first = op.Expand(constant(False, torch.bool), op.Shape(scores, start=0, end=1))
@@ -145,7 +152,9 @@ def _score_order(scores):
     run = op.CumSum(cast(new_run, torch.int64), constant(1, torch.int64))
     key = op.Add(op.Mul(run, count), order)
     position = op.TopK(key, count, axis=1, largest=0, sorted=1)[1]
-    return op.GatherElements(order, position, axis=1)
+    stable = op.GatherElements(order, position, axis=1)
+    small = op.Less(count, constant([_STABLE_ORDER_LIMIT], torch.int64))
+    return op.Where(small, stable, order)
 
 
 def _kept_in_score_order(boxes, scores, classes, iou_threshold):
