@@ -60,9 +60,20 @@ class BuildOpLibrary(BuildExtension):
             sys.exit(f"roiops: the build is unsafe: {problem}")
         print(f"roiops: {os.path.basename(library)} carries no libstdc++ code and no Python")
 
+    def run(self):
+        super().run()
+        # What `import roiops` compares with the installed torch before it loads the library
+        # (written also when the library was up to date and not rebuilt).
+        library = self.get_ext_fullpath(LIBRARY)
+        with open(os.path.join(os.path.dirname(library), toolchain.BUILT_WITH), "w") as file:
+            file.write(torch.__version__ + "\n")
+
 
 setup(
     # A placeholder until build_ext configures the library: it makes the wheel platform-specific.
     ext_modules=[Extension(LIBRARY, sources=[], py_limited_api=True)],
     cmdclass={"build_ext": BuildOpLibrary},
+    # A wheel needs the torch minor release it was built against; the source, any supported one.
+    install_requires=[toolchain.torch_requirement(torch, source="sdist" in sys.argv)],
+    package_data={"roiops": [toolchain.BUILT_WITH]},
 )

@@ -19,6 +19,10 @@ import site
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The oldest torch roiops builds and is tested against (the README's "Supported").
+OLDEST_TORCH = "2.11"
+# Written beside the op library: the torch it was built against (roiops/_extension.py reads it).
+BUILT_WITH = "_built_with_torch.txt"
 # Hopper (H100/H200) is the GPU this project tunes for; "+PTX" lets newer GPUs JIT the same code.
 DEFAULT_ARCHS = "9.0+PTX"
 
@@ -40,6 +44,16 @@ def import_torch():
         except ImportError:
             sys.exit("roiops: torch must be installed before building roiops (pip install torch)")
     return torch
+
+
+def torch_requirement(torch, source: bool) -> str:
+    """The torch a distribution needs: a source distribution any supported release, a built wheel
+    the minor release it was built against (torch's C++ ABI holds within a minor release, not
+    across them)."""
+    if source:
+        return f"torch>={OLDEST_TORCH}"
+    major, minor = torch.__version__.split("+")[0].split(".")[:2]
+    return f"torch=={major}.{minor}.*"
 
 
 def _has_cudart(root: str) -> bool:

@@ -126,7 +126,11 @@ def _parser() -> argparse.ArgumentParser:
         "--dtypes", default="float32", help="comma-separated, of float32,float16,bfloat16"
     )
     bench.add_argument("--out", default="bench-output", help="output folder (default: %(default)s)")
-    bench.add_argument("--filter", default="", help="only the cases whose name contains this")
+    bench.add_argument(
+        "--filter",
+        default="",
+        help="only the cases whose name contains this (or one of A|B|...)",
+    )
     bench.add_argument(
         "--all",
         action="store_true",

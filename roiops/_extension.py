@@ -12,8 +12,12 @@ import torch
 _REBUILD = "pip install --no-build-isolation --force-reinstall --no-deps ."
 
 
-def _release(version: str) -> str:
-    return version.split("+")[0]
+BUILT_WITH = "_built_with_torch.txt"  # build_support/toolchain.py writes it beside the library
+
+
+def _minor(version: str) -> str:
+    """"2.13" of "2.13.1+cu130": torch's C++ ABI holds within a minor release."""
+    return ".".join(version.split("+")[0].split(".")[:2])
 
 
 def library_path() -> str:
@@ -30,8 +34,22 @@ def library_path() -> str:
     return str(max(found, key=lambda p: p.stat().st_mtime))  # a stale build beside a new one
 
 
+def _check_built_with(built_with: str) -> None:
+    if _minor(built_with) != _minor(torch.__version__):
+        raise ImportError(
+            f"roiops was built against torch {built_with}, and its op library runs with torch "
+            f"{_minor(built_with)}.* only, but torch {torch.__version__} is installed: install "
+            f"roiops again for this torch (from its source: `{_REBUILD}`)."
+        )
+
+
 def load() -> None:
+    """Loads the op library, after checking -- before loading it -- that it was built against
+    this torch's minor release: a library built for another would fail to load, or crash."""
     path = library_path()
+    recorded = Path(path).with_name(BUILT_WITH)
+    if recorded.is_file():
+        _check_built_with(recorded.read_text().strip())
     try:
         torch.ops.load_library(path)
     except OSError as err:
@@ -39,12 +57,7 @@ def load() -> None:
             f"roiops' op library failed to load with torch {torch.__version__} ({err}); it was "
             f"most likely built against another torch: rebuild it with `{_REBUILD}`."
         ) from err
-    built_with = build_info()["torch"]
-    if _release(built_with) != _release(torch.__version__):
-        raise ImportError(
-            f"roiops was built against torch {built_with} but torch {torch.__version__} is "
-            f"installed; rebuild it with `{_REBUILD}`."
-        )
+    _check_built_with(build_info()["torch"])  # a build from before the recorded version
 
 
 def build_info() -> dict:

@@ -261,12 +261,30 @@ def onnx_translations() -> dict[Any, Callable[..., Any]]:
     }
 
 
+# The private torch API this relies on (roiops/_private_torch.py lists it, and its test resolves it
+# on every torch CI runs): the module the dynamo exporter builds its registries in, and the
+# classmethod that builds one.
+_DYNAMO_REGISTRATION = "torch.onnx._internal.exporter._registration"
+_MOVED = (
+    "roiops cannot add its ONNX translations to this torch's dynamo exporter ({what}): "
+    "torch.onnx.export(dynamo=True) will fail at roiops' ops unless given "
+    "custom_translation_table=roiops.onnx_translations()"
+)
+
+
 def _add_translations(registration: Any) -> None:
     """Wraps ONNXRegistry.from_torchlib, with which torch.onnx.export(dynamo=True) builds each
     export's registry, to register roiops' translations in it (as a custom_translation_table
-    would; a user's own table, registered after, takes precedence)."""
-    registry_class = registration.ONNXRegistry
-    build = registry_class.from_torchlib.__func__
+    would; a user's own table, registered after, takes precedence). Where a torch has moved it,
+    a RuntimeWarning says so at once and names the public fallback."""
+    import warnings
+
+    registry_class = getattr(registration, "ONNXRegistry", None)
+    build = getattr(getattr(registry_class, "from_torchlib", None), "__func__", None)
+    if build is None:
+        what = f"{_DYNAMO_REGISTRATION}.ONNXRegistry.from_torchlib is gone"
+        warnings.warn(_MOVED.format(what=what), RuntimeWarning, stacklevel=2)
+        return
     if getattr(build, "_roiops", False):
         return
 
@@ -280,9 +298,7 @@ def _add_translations(registration: Any) -> None:
     registry_class.from_torchlib = classmethod(from_torchlib)
 
 
-_DYNAMO_REGISTRATION = "torch.onnx._internal.exporter._registration"
-
-
 def install_dynamo_translations() -> None:
-    """Called once by ``import roiops``."""
+    """Called once by ``import roiops``: the translations go in when torch loads its exporter's
+    registry module (importing it here would cost seconds)."""
     after_import(_DYNAMO_REGISTRATION, _add_translations)

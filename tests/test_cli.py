@@ -168,12 +168,14 @@ def test_bench_selects_the_extended_cases_only_with_all(tmp_path):
     from roiops.bench.cases import CASES
     from roiops.bench.command import Options, select
 
-    def chosen(everything: bool, dtypes: str = "float32,float16") -> list[tuple[str, str]]:
+    def chosen(
+        everything: bool, dtypes: str = "float32,float16", filter: str = ""
+    ) -> list[tuple[str, str]]:
         args = argparse.Namespace(
             device="cpu",
             dtypes=dtypes,
             out=str(tmp_path),
-            filter="",
+            filter=filter,
             all=everything,
             min_run_time=None,
         )
@@ -192,6 +194,16 @@ def test_bench_selects_the_extended_cases_only_with_all(tmp_path):
     assert ("Mask R-CNN inference, 1 image (800x1067)", "float16") not in default
     assert default[0] == ("roi_align fwd, box head (1000 RoIs, 7x7, P2)", "float32")
     assert ("roi_align fwd, box head (1000 RoIs, 7x7, P2)", "float16") in default
+    # the deployed rows: OpenVINO bf16 and ONNX Runtime by default, the rest with --all
+    assert ("StaticMaskRCNN in OpenVINO, bf16, 1 image (800x1067)", "float32") in default
+    assert ("StaticMaskRCNN in OpenVINO, int8, 1 image (800x1067)", "float32") in everything
+    assert ("StaticMaskRCNN in OpenVINO, int8, 1 image (800x1067)", "float32") not in default
+    # --filter A|B: the cases matching either
+    either = chosen(True, "float32", "decode|OpenVINO, f32")
+    assert [name for name, _ in either] == [
+        "decode 268569 anchors (RPN, 1 image)",
+        "StaticMaskRCNN in OpenVINO, f32, 1 image (800x1067)",
+    ]
 
 
 def test_demo_without_its_extra_says_what_to_install(tmp_path, monkeypatch):

@@ -65,7 +65,7 @@ def select(cases: list, options: Options) -> list[tuple]:
         (case, dtype)
         for dtype in options.dtypes
         for case in cases
-        if options.filter in case.name
+        if any(part in case.name for part in options.filter.split("|"))
         and (options.everything or options.device.type not in case.extended_on)
         and options.device.type in case.devices
         and (case.dtypes is None or dtype in case.dtypes)

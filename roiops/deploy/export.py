@@ -176,6 +176,11 @@ def export_detector(
     static = StaticMaskRCNN(model.to(device), max_detections, paste_masks).eval()
     info = info_of(static, image_size, batch, architecture, classes, device, dtype)
     images = [letterbox(image, info)[0][None] for image in calibration or []]
+    if dtype == "int8" and len(images) < low:
+        raise ArgumentValueError(
+            f"--calibration: {len(images)} images, fewer than the smallest batch ({low}): int8 "
+            "is calibrated on whole batches"
+        )
     count = min(max(2, low), high)
     # Verified on real images where there are some (reduced precision: real detections), else on
     # random ones; in batches of `count`, the first of them the example torch.export traces.

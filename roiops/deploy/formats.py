@@ -256,7 +256,12 @@ def _write_openvino(exporting: Exporting, path: Path) -> None:
         _write_onnx(exporting, onnx_path)
         model = openvino_from_onnx(str(onnx_path))
     if exporting.info.dtype == "int8":
-        model = _quantize(model, exporting.calibration)
+        size = exporting.info.batch_min  # the batch every calibration sample must have
+        samples = exporting.calibration
+        batches = [
+            torch.cat(samples[i : i + size]) for i in range(0, len(samples) - size + 1, size)
+        ]
+        model = _quantize(model, batches)
     for key, value in exporting.info.to_strings().items():
         model.set_rt_info(value, ["roiops", key.removeprefix("roiops.")])
     openvino.save_model(model, str(path), compress_to_fp16=False)
@@ -271,17 +276,25 @@ QUANTIZED_LAYERS = {"Convolution", "GroupConvolution", "ConvolutionBackpropData"
 
 def _quantize(model, calibration: list[torch.Tensor]):
     """int8 weights and activations of QUANTIZED_LAYERS, their ranges measured on the
-    calibration images (NNCF's post-training quantization, its default preset)."""
+    calibration batches (NNCF's post-training quantization, its default preset)."""
+    import logging
+
     import nncf
 
     others = {op.get_type_name() for op in model.get_ordered_ops()} - QUANTIZED_LAYERS
     dataset = nncf.Dataset([image.numpy() for image in calibration])
-    return nncf.quantize(
-        model,
-        dataset,
-        subset_size=len(calibration),
-        ignored_scope=nncf.IgnoredScope(types=sorted(others), validate=False),
-    )
+    log = logging.getLogger("nncf")  # a line for every layer left out: hundreds
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        return nncf.quantize(
+            model,
+            dataset,
+            subset_size=len(calibration),
+            ignored_scope=nncf.IgnoredScope(types=sorted(others), validate=False),
+        )
+    finally:
+        log.setLevel(level)
 
 
 def _openvino_info(model, path: Path) -> ModelInfo:
@@ -327,7 +340,9 @@ def _open_openvino(path: Path, options: RunOptions) -> OpenedModel:
     names = [output.get_any_name() for output in compiled.outputs]
 
     def run(images: torch.Tensor) -> dict[str, torch.Tensor]:
-        results = request.infer({0: images.cpu().numpy()})
+        # The request's own output memory, copied once: the next run overwrites it (infer's
+        # default would copy it too, and the pasted masks are N x 100 x H x W floats).
+        results = request.infer({0: images.cpu().numpy()}, share_outputs=True)
         return {name: torch.from_numpy(results[i].copy()) for i, name in enumerate(names)}
 
     def layer_times() -> list[tuple[str, str, float]]:
