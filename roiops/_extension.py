@@ -16,7 +16,7 @@ BUILT_WITH = "_built_with_torch.txt"  # build_support/toolchain.py writes it bes
 
 
 def _minor(version: str) -> str:
-    """"2.13" of "2.13.1+cu130": torch's C++ ABI holds within a minor release."""
+    """ "2.13" of "2.13.1+cu130": torch's C++ ABI holds within a minor release."""
     return ".".join(version.split("+")[0].split(".")[:2])
 
 
