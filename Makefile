@@ -1,5 +1,5 @@
 # The two set-up commands of the README:
-#   make bench   create .venv (torch 2.13.0 + torchvision 0.28.0), `pip install .`, time roiops against
+#   make bench   create .venv (torch 2.14.1 + torchvision 0.29.1), `pip install .`, time roiops against
 #                torchvision on the CPU: the ratio table, bench-output/report.md and speedup.png
 #   make test    same environment, run the test suite
 # and more targets: make demo (train a small Mask R-CNN on synthetic shapes, demo-output/), make cpp
@@ -9,7 +9,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # --isolated: ignore this machine's pip settings, which point at a CPU-only torch wheel that cannot load
-# torchvision; the registry's default torch 2.13.0 build (CUDA 13.0) runs fine on a CPU.
+# torchvision; the registry's default torch build (CUDA 13.0) runs fine on a CPU.
 PIP_DEPS := $(PY) -m pip install --isolated --quiet
 SOURCES := setup.py pyproject.toml $(shell find csrc roiops -type f -not -name '*.pyc' -not -name '*.so')
 
@@ -35,7 +35,7 @@ install: $(VENV)/.roiops-installed
 
 $(VENV)/.deps:
 	python3 -m venv $(VENV)
-	$(PIP_DEPS) torch==2.13.0 torchvision==0.28.0 ninja numpy pytest pytest-benchmark ruff \
+	$(PIP_DEPS) torch==2.14.1 torchvision==0.29.1 ninja numpy pytest pytest-benchmark ruff \
 		pillow pycocotools matplotlib onnx==1.23.2 onnxscript==0.7.2 onnxruntime==1.32.0 \
 		openvino==2026.4.1 nncf==3.4.0
 	touch $@

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import torch
 from torch.testing import assert_close
-from torchvision.models.detection import fasterrcnn_resnet50_fpn, maskrcnn_resnet50_fpn
-from torchvision.models.detection.image_list import ImageList
+
+# torchvision is imported where a builder needs it: the tests of version-sensitive parts (ONNX,
+# deployment, packaging) also run on a torch no torchvision exists for yet (.ci/newest_torch.sh).
 
 
 def rois_from_boxes(boxes: list[torch.Tensor]) -> torch.Tensor:
@@ -136,6 +137,8 @@ def boxes_and_codes(n, k, dtype, seed=0, device="cpu"):
 
 
 def mask_rcnn_anchor_inputs(dtype=torch.float32, device="cpu", image=(800, 1344), images=2):
+    from torchvision.models.detection.image_list import ImageList
+
     images_t = torch.zeros(images, 3, *image, device=device)
     image_list = ImageList(images_t, [(image[0], image[1] - 11 * i) for i in range(images)])
     h, w = image
@@ -245,6 +248,8 @@ SMALL_DETECTOR = dict(min_size=320, max_size=448, num_classes=7, box_detections_
 def torchvision_detector(kind: str = "mask", **kwargs):
     """torchvision's Mask / Faster R-CNN R50-FPN with seeded random weights, SMALL_DETECTOR options
     unless overridden."""
+    from torchvision.models.detection import fasterrcnn_resnet50_fpn, maskrcnn_resnet50_fpn
+
     torch.manual_seed(0)
     factory = {"mask": maskrcnn_resnet50_fpn, "faster": fasterrcnn_resnet50_fpn}[kind]
     return factory(weights=None, weights_backbone=None, **{**SMALL_DETECTOR, **kwargs})
