@@ -8,6 +8,7 @@ import io
 import json
 import sys
 import time
+import types
 
 import numpy as np
 import pytest
@@ -38,19 +39,30 @@ def test_shapes_targets_match_their_masks():
     assert torch.equal(again[0], first[0]) and torch.equal(again[1]["masks"], first[1]["masks"])
 
 
-def test_demo_training_fits_its_time_budget(monkeypatch):
-    """On a clock where every reading is a second later, the first steps look slow: the schedule is
-    shortened to the steps that fit the budget (not cut at the budget), and a budget already spent
-    after the first step stops training there."""
+def test_demo_training_uses_its_whole_time_budget(monkeypatch):
+    """The learning rate decays with the time spent as well as the steps: on a machine busy at
+    first (3 s a step for 20 steps, then 0.5 s), training goes on until the budget is spent -- not
+    stopping at the step count the first steps' speed predicted -- and ends on a decayed
+    learning rate; with no budget, the schedule is the steps'."""
     from roiops.demo import model, train
 
-    clock = iter(range(10**6))
-    monkeypatch.setattr(train.time, "perf_counter", lambda: float(next(clock)))
+    clock = iter([0.0] + [3.0 * k for k in range(1, 21)] + [60 + 0.5 * k for k in range(1, 10**4)])
+    # train's own clock only (the progress bar reads the real one)
+    monkeypatch.setattr(train, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
     torch.manual_seed(0)
-    fitted = train.train(model.small_maskrcnn(), 100, 1, seed=0, stream=io.StringIO(), seconds=60)
-    assert train.TIMED_STEPS < len(fitted.losses) <= fitted.scheduled_steps < 100
-    spent = train.train(model.small_maskrcnn(), 100, 1, seed=0, stream=io.StringIO(), seconds=0.5)
-    assert len(spent.losses) == 1
+    budget = 100.0
+    timed = train.train(model.small_maskrcnn(), 400, 1, 0, stream=io.StringIO(), seconds=budget)
+    steps = len(timed.losses)
+    # 20 slow steps took 60 s; the remaining 40 s at 0.5 s a step: 80 more steps
+    assert steps == timed.scheduled_steps == 100  # the first steps' speed predicted 33
+    assert timed.learning_rates[-1] < 0.01 * train.LEARNING_RATE  # decayed by the end
+    after_warmup = timed.learning_rates[train.WARMUP_STEPS :]
+    assert all(a >= b for a, b in zip(after_warmup, after_warmup[1:]))
+    spent = train.train(model.small_maskrcnn(), 100, 1, 0, stream=io.StringIO(), seconds=0.1)
+    assert len(spent.losses) == 1  # a budget spent after the first step stops there
+    rates = [train.learning_rate(s, train.progress_after_warmup(s, 80, 0.0, None, None))
+             for s in range(80)]  # fmt: skip
+    assert rates[train.WARMUP_STEPS - 1] == train.LEARNING_RATE and rates[-1] < rates[51]
 
 
 def test_demo_writes_metrics_and_picture(tmp_path, capsys):

@@ -80,13 +80,13 @@ import functools, itertools, json, io, sys, time, torch
 from roiops.demo import distributed, model, train
 
 def work(folder, process):
-    # Rank 1's clock runs four times as fast as rank 0's: alone, rank 0 would fit 46 steps into
-    # the 90 "seconds" and rank 1 22 -- and rank 0 would wait for rank 1 in DDP's all-reduce for
-    # ever. Together they decide from their mean time: 30 steps.
+    # Rank 1's clock runs four times as fast as rank 0's: alone, rank 0 would spend the 90
+    # "seconds" in 46 steps and rank 1 in 23 -- and rank 0 would wait for rank 1 in DDP's
+    # all-reduce for ever. Together they decide from their mean time: 31 steps.
     ticks = itertools.count(0, 1 + 3 * process.rank)
     time.perf_counter = lambda: float(next(ticks))
     torch.manual_seed(0)
-    history, _ = train.train(
+    history, _, _ = train.train(
         model.small_maskrcnn(), 100, 2, seed=0, stream=io.StringIO(), seconds=90, process=process
     )
     report = {"steps": len(history), "last": history[-1]}
@@ -100,8 +100,8 @@ if __name__ == "__main__":
 
 def test_the_processes_agree_on_the_time_budget(tmp_path):
     """Rank 0 reads its clock twice a step (training and progress bar), rank 1 once, 4 units on:
-    after the 20 timed steps rank 0 has spent 39 units, rank 1 80; from their mean, 59.5, 30
-    steps fit 90 units (alone: 46 and 22)."""
+    after n steps rank 0 has spent 2n - 1 units, rank 1 4n; their mean, 3n - 0.5, reaches the
+    budget of 90 units at n = 31, where both stop (alone: 46 and 23)."""
     script = tmp_path / "agreement.py"
     script.write_text(textwrap.dedent(AGREEMENT))
     done = subprocess.run(
@@ -112,7 +112,7 @@ def test_the_processes_agree_on_the_time_budget(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
-    assert rank0["steps"] == rank1["steps"] == 30
+    assert rank0["steps"] == rank1["steps"] == 31
     assert rank0["last"] == rank1["last"]  # the loss of the step, averaged over both
 
 

@@ -9,6 +9,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -525,6 +526,29 @@ def test_cpp_runner_gives_pythons_detections(held_out, exported, cpp_runner, tmp
     assert cpp == python  # every number (C++ prints doubles exactly) and every RLE string
 
 
+def test_cpp_runner_letterboxes_other_sizes_as_python(held_out, exported, cpp_runner, tmp_path):
+    """Images of other sizes than the package's -- wider, taller, smaller -- are letterboxed and
+    their detections mapped back (and clamped to the image) in C++ exactly as in Python."""
+    _, images, _ = held_out
+    folder = tmp_path / "sizes"
+    resized = [
+        torch.nn.functional.interpolate(image[None], size=size, mode="bilinear")[0]
+        for image, size in zip(images[:3], [(96, 160), (160, 96), (64, 100)])
+    ]
+    shapes.save_images(folder, resized)
+    files = [str(p) for p in sorted(folder.iterdir())]
+    package = str(exported[0] / "shapes.aoti.pt2")
+    result = subprocess.run(
+        [str(cpp_runner), package, *files, "--out", str(tmp_path / "cpp.json")],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": ""},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    status, printed = run_command("predict", package, *files, "--out", str(tmp_path / "py"))
+    assert status == 0, printed
+    python = json.loads((tmp_path / "py" / "detections.json").read_text())
+    assert len(python) >= 3 and json.loads((tmp_path / "cpp.json").read_text()) == python
+
+
 def test_cpp_runner_says_what_is_wrong(exported, cpp_runner, tmp_path):
     out, _ = exported
     package, nowhere = str(out / "shapes.aoti.pt2"), str(tmp_path / "none.so")
@@ -535,6 +559,63 @@ def test_cpp_runner_says_what_is_wrong(exported, cpp_runner, tmp_path):
     assert missing_ops.returncode == 1 and "cannot load roiops' op library" in missing_ops.stderr
     usage = subprocess.run([str(cpp_runner)], capture_output=True, text=True, timeout=60)
     assert usage.returncode == 2 and "usage:" in usage.stderr
+    # Files that are not AOTInductor packages: one line that says what they are, not libtorch's
+    # stack.
+    for model, message in [
+        (
+            out / "shapes.pt2",
+            "is not an AOTInductor package: a .pt2 ExportedProgram runs in Python",
+        ),
+        (out / "shapes.onnx", "is not an AOTInductor package (not a .pt2 archive"),
+        (tmp_path / "nothing.aoti.pt2", "no such file"),
+    ]:
+        if not model.name.endswith(".onnx") or HAS_ONNX:
+            wrong = subprocess.run(
+                [str(cpp_runner), str(model), "x.png"], capture_output=True, text=True, timeout=120
+            )
+            assert wrong.returncode == 1 and message in wrong.stderr, wrong.stderr
+            assert len(wrong.stderr.splitlines()) == 1, wrong.stderr
+    for option in ["--batch-size", "--repeat"]:
+        for value in ["x", "0", "3.5"]:
+            bad = subprocess.run(
+                [str(cpp_runner), package, "x.png", option, value],
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert bad.returncode == 2, bad.stderr
+            assert f"{option} takes a positive whole number, got '{value}'" in bad.stderr
+
+
+def test_cpp_runner_pastes_roi_masks_and_reads_any_class_name(held_out, cpp_runner, tmp_path):
+    """A --roi-masks package (28x28 masks per detection) gives C++ the segmentations Python's
+    predict gives, pasted by roiops' op; class names outside ASCII (two-, three- and four-byte
+    UTF-8, JSON's surrogate pairs) come out as they went in; outputs are read by name."""
+    detector = load_detector(DEMO / "model.pt")
+    names = ["background", "carré", "円", "triangle 🔺"]
+    save_detector(tmp_path / "named.pt", detector.model, detector.architecture, names)
+    status, printed = run_command(
+        "export", str(tmp_path / "named.pt"), "--image-size", "128x128", "--batch", "1-4",
+        "--format", "aoti", "--roi-masks", "--out", str(tmp_path), "--name", "roi",
+    )  # fmt: skip
+    assert status == 0, printed
+    package = tmp_path / "roi.aoti.pt2"
+    assert open_model(package).info.outputs[-1] == "roi_masks"
+    images = [str(p) for p in sorted(held_out[0].iterdir())[:8]]
+    result = subprocess.run(
+        [str(cpp_runner), str(package), *images, "--batch-size", "4", "--out",
+         str(tmp_path / "cpp.json")],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": ""},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {"carré", "円", "triangle 🔺"} & set(re.findall(r"best (.+?) \d\.\d{3}", result.stdout))
+    for line in result.stdout.splitlines():
+        found = re.search(r"best (.+?) \d\.\d{3}", line)
+        assert found is None or found.group(1) in names, line
+    status, printed = run_command("predict", str(package), *images, "--out", str(tmp_path / "py"))
+    assert status == 0, printed
+    python = json.loads((tmp_path / "py" / "detections.json").read_text())
+    cpp = json.loads((tmp_path / "cpp.json").read_text())
+    assert len(python) > 8 and all("segmentation" in d for d in cpp)
+    assert cpp == python
 
 
 # --- checkpoints and bad use -------------------------------------------------------------------
@@ -544,6 +625,7 @@ def test_a_torchvision_state_dict_loads_into_its_architecture(tmp_path):
     """A torchvision Mask R-CNN's state_dict (random weights, plain batch norm) is recognised, its
     classes counted from the predictor, and loaded whole (roiops' models share torchvision's
     state_dict and results: tests/test_models.py)."""
+    pytest.importorskip("torchvision", reason="a torch no torchvision exists for")
     tv = torchvision_detector("mask").eval()
     torch.save(tv.state_dict(), tmp_path / "tv.pth")
     detector = load_detector(tmp_path / "tv.pth")
@@ -552,6 +634,20 @@ def test_a_torchvision_state_dict_loads_into_its_architecture(tmp_path):
     ours = detector.model.state_dict()
     assert ours.keys() == tv.state_dict().keys()
     assert all(torch.equal(ours[k], v) for k, v in tv.state_dict().items())
+
+
+def test_save_detector_refuses_a_class_list_of_another_length(tmp_path):
+    detector = load_detector(DEMO / "model.pt")
+    with pytest.raises(ValueError, match="classes names 3 classes for a model of 4"):
+        save_detector(tmp_path / "x.pt", detector.model, "roiops-demo", detector.classes[1:])
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_faster_rcnn_is_called_so():
+    model = roiops.models.fasterrcnn_resnet50_fpn(num_classes=3)
+    assert type(model).__name__ == "FasterRCNN" and not model.roi_heads.has_mask
+    assert isinstance(model, roiops.models.MaskRCNN)  # what StaticMaskRCNN takes
+    assert type(roiops.models.maskrcnn_resnet50_fpn(num_classes=3)).__name__ == "MaskRCNN"
 
 
 def test_save_and_load_detector_round_trip(tmp_path):
@@ -571,6 +667,14 @@ def test_save_and_load_detector_round_trip(tmp_path):
             "does not fit maskrcnn_resnet50_fpn with 7 classes: missing keys",
         ),
         ("not_a_detector", ["--image-size", "128x128"], "neither roiops' detector checkpoint nor"),
+        (
+            "wrong_shapes",
+            ["--image-size", "128x128"],
+            "other shapes [\"roi_heads.box_predictor.bbox_pred.weight [12, 1024] (the model's: "
+            '[28, 1024])"]',
+        ),
+        ("demo_state_dict", ["--image-size", "128x128"], "roiops.models.save_detector"),
+        ("not_a_checkpoint", ["--image-size", "128x128"], "is not a file torch.save wrote"),
         (
             "demo",
             ["--image-size", "128x128", "--dtype", "float16"],
@@ -597,19 +701,51 @@ def test_save_and_load_detector_round_trip(tmp_path):
     ],
 )
 def test_export_refuses_bad_use_with_the_reason(tmp_path, make, argv, message):
+    checkpoint = tmp_path / "bad.pth"
     if make == "demo":
         checkpoint = DEMO / "model.pt"
+    elif make == "demo_state_dict":
+        torch.save(load_detector(DEMO / "model.pt").model.state_dict(), checkpoint)
+    elif make == "not_a_checkpoint":
+        checkpoint.write_text("not weights\n")
     else:
-        checkpoint = tmp_path / "bad.pth"
+        pytest.importorskip("torchvision", reason="a torch no torchvision exists for")
         state = torchvision_detector("mask").state_dict()
         if make == "wrong_keys":
             state.pop("roi_heads.mask_predictor.mask_fcn_logits.weight")
+        elif make == "wrong_shapes":
+            state["roi_heads.box_predictor.bbox_pred.weight"] = torch.zeros(12, 1024)
         else:
             state = {"fc.weight": torch.zeros(2, 2)}
         torch.save(state, checkpoint)
     status, printed = run_command("export", str(checkpoint), *argv, "--out", str(tmp_path / "out"))
     assert status == 2 and message in printed, printed
     assert not list((tmp_path / "out").glob("*.pt2"))
+
+
+def test_export_and_predict_write_their_files_to_stdout_and_no_torch_noise(held_out, tmp_path):
+    """A script captures what was written from stdout (the report is stderr's); torch's own
+    warnings (pytree's LeafSpec, cpp_extension's CUDA runtime) stay out of both."""
+    image = sorted(held_out[0].iterdir())[0]
+    commands = {
+        "export": [str(DEMO / "model.pt"), "--image-size", "128x128", "--format", "pt2",
+                   "--out", str(tmp_path / "export")],
+        "predict": [str(DEMO / "model.pt"), str(image), "--out", str(tmp_path / "predict")],
+    }  # fmt: skip
+    written = {
+        "export": [tmp_path / "export" / "model.pt2"],
+        "predict": [tmp_path / "predict" / "detections.json", tmp_path / "predict" / "images.json"],
+    }
+    for command, argv in commands.items():
+        result = subprocess.run(
+            [sys.executable, "-m", "roiops", command, *argv],
+            capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == [str(p) for p in written[command]], result.stdout
+        assert all(p.is_file() for p in written[command])
+        for noise in ["LeafSpec", "No CUDA runtime is found"]:
+            assert noise not in result.stderr + result.stdout, result.stderr
 
 
 @pytest.mark.parametrize(

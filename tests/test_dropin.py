@@ -278,6 +278,47 @@ def test_stricter_arguments_are_torchvisions_now():
         torch.set_default_dtype(previous)
 
 
+def test_batched_nms_takes_float_categories_as_torchvision():
+    """torchvision's batched_nms takes float idxs (its offsets multiply them); roiops too, one
+    value one category: the same kept boxes for whole-number floats, also scripted."""
+    g = torch.Generator().manual_seed(4)
+    boxes, scores = clustered_boxes(200, g), torch.rand(200, generator=g)
+    labels = torch.randint(0, 5, (200,), generator=g)
+    for idxs in [labels.float(), labels.double(), labels.half()]:
+        expected = torchvision.ops.batched_nms(boxes, scores, idxs, 0.5)
+        assert torch.equal(roiops.batched_nms(boxes, scores, idxs, 0.5), expected)
+        assert torch.equal(torch.jit.script(roiops.batched_nms)(boxes, scores, idxs, 0.5), expected)
+    fractional = labels.float() / 4  # 0, 0.25, ...: distinct categories still
+    assert torch.equal(
+        roiops.batched_nms(boxes, scores, fractional, 0.5),
+        roiops.batched_nms(boxes, scores, labels, 0.5),
+    )
+
+
+def test_box_coder_scripts_as_a_module_attribute_as_torchvisions():
+    """A module holding a BoxCoder scripts (TorchScript compiles it as a class, as torchvision's),
+    and decodes and encodes as torchvision's."""
+    from torchvision.models.detection._utils import BoxCoder
+
+    class Coding(torch.nn.Module):
+        def __init__(self, coder):
+            super().__init__()
+            self.coder = coder
+
+        def forward(self, codes: torch.Tensor, boxes: list[torch.Tensor], refs: list[torch.Tensor]):
+            return self.coder.decode(codes, boxes), self.coder.encode(refs, boxes)
+
+    g = torch.Generator().manual_seed(5)
+    boxes = [random_boxes(30, g), random_boxes(12, g)]
+    refs = [b + torch.rand(b.shape, generator=g) * 4 for b in boxes]
+    codes = torch.randn(42, 8, generator=g)
+    weights = (10.0, 10.0, 5.0, 5.0)
+    ours = torch.jit.script(Coding(roiops.BoxCoder(weights)))(codes, boxes, refs)
+    theirs = torch.jit.script(Coding(BoxCoder(weights)))(codes, boxes, refs)
+    assert torch.equal(ours[0], theirs[0])
+    assert all(torch.equal(a, b) for a, b in zip(ours[1], theirs[1]))
+
+
 # --- torch.fx -------------------------------------------------------------------------------------
 
 
@@ -474,6 +515,11 @@ def test_box_iou_batched_and_promoted_like_torchvision(device):
     assert mixed.dtype == torch.float64
     with pytest.raises(NotImplementedError, match="rotated"):
         roiops.box_iou(a, b, fmt="cxcywhr")
+    # rotated boxes as torchvision takes them ([..., 5], [..., 8]): refused for what they are
+    for fmt, width in [("xywhr", 5), ("cxcywhr", 5), ("xyxyxyxy", 8)]:
+        rotated = torch.rand(6, width, device=device)
+        with pytest.raises(NotImplementedError, match=f"rotated boxes \\(fmt='{fmt}'\\)"):
+            roiops.box_iou(rotated, rotated, fmt=fmt)
     with pytest.raises(ValueError, match="fmt must be"):
         roiops.box_iou(a, b, fmt="yxyx")
 

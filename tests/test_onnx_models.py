@@ -78,6 +78,43 @@ def test_static_mask_rcnn_unpasted_masks():
     assert_same_detections(run(model, images), names, reference)
 
 
+def test_static_mask_rcnn_names_its_outputs_and_stays_in_eval_mode():
+    """output_names are forward's keys, in order (the README's export passes them); a wrapper
+    built in training mode around an eval model -- the README's snippet -- is in eval mode and
+    stays there after TorchScript's exporter restored the mode it found."""
+    static = static_model()
+    images = demo_images(1, 4)
+    with torch.no_grad():
+        assert static.output_names == list(static(images))
+    assert static_model(paste_masks=False).output_names[-1] == "roi_masks"
+    wrapper = roiops.models.StaticMaskRCNN(static.model)  # no .eval() on the wrapper itself
+    assert not wrapper.training
+    model = export(wrapper, (images,), "torchscript", {"images": [0]}, ["images"],
+                   output_names=wrapper.output_names)  # fmt: skip
+    assert [o.name for o in model.graph.output] == wrapper.output_names
+    assert not wrapper.training and not wrapper.model.training
+    with torch.no_grad():
+        wrapper(images)  # no "call .eval() on it first"
+    wrapper.train()
+    assert not any(m.training for m in wrapper.modules())
+
+
+def test_static_mask_rcnn_image_size_is_a_constant_of_the_graph():
+    """A dynamic image height is refused by the dynamo exporter with the reason; the TorchScript
+    exporter cannot be told, so its graph refuses images of another height when run, where it
+    would compute garbage."""
+    static = static_model()
+    images = demo_images(1, 5)
+    height = torch.export.Dim("height", min=64, max=256)
+    with pytest.raises(Exception, match="image size is a constant of its graph"):
+        export(static, (images,), "dynamo", names=["images"])  # a fixed size exports
+        torch.onnx.export(static, (images,), dynamo=True, dynamic_shapes=({2: height},))
+    model = export(static, (images,), "torchscript", {"images": [0, 2]}, ["images"])
+    assert run(model, images)[3].tolist() == [20]  # the exported size runs
+    with pytest.raises(Exception, match="cannot be reshaped to the requested shape"):
+        run(model, demo_images(1, 5)[:, :, :96])
+
+
 # --- torchvision's detectors, patched ---------------------------------------------------------
 
 # torchvision's own ONNX test of its detectors: export with one image, run on images of other

@@ -195,7 +195,9 @@ def test_bad_use_gives_clear_errors(models):
         roiops.models.StaticMaskRCNN(ours, max_detections=0)
     with pytest.raises(TypeError, match="must be a roiops.models.MaskRCNN"):
         roiops.models.StaticMaskRCNN(torch.nn.Linear(2, 2))
-    static.train()
+    static.train()  # inference only: stays in eval mode
+    assert not any(m.training for m in static.modules())
+    static.model.train()  # the wrapped model itself put in training mode: refused
     try:
         with pytest.raises(RuntimeError, match="for inference"):
             static(image_batch(1))

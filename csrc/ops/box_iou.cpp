@@ -34,11 +34,12 @@ void check_boxes(const char* name, const char* rows, const at::Tensor& boxes) {
 
 at::Tensor box_iou(BoxIouKernel kernel, const at::Tensor& boxes1, const at::Tensor& boxes2,
                    c10::string_view fmt) {
+  // The format first: rotated boxes ([..., 5] or [..., 8]) are refused for what they are.
+  const box_math::BoxFormat format = parse_format(fmt);
   check_boxes("boxes1", "N", boxes1);
   check_boxes("boxes2", "M", boxes2);
   TORCH_CHECK(boxes2.device() == boxes1.device(), "box_iou: boxes2 is on ", boxes2.device(),
               " but boxes1 is on ", boxes1.device());
-  const box_math::BoxFormat format = parse_format(fmt);
   // Leading dimensions broadcast, as torchvision's [..., N, None] against [..., None, M].
   const at::IntArrayRef batch1 = boxes1.sizes().slice(0, boxes1.dim() - 2);
   const at::IntArrayRef batch2 = boxes2.sizes().slice(0, boxes2.dim() - 2);

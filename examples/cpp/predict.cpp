@@ -14,6 +14,8 @@
 #include <png.h>
 
 #include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 
 #include <algorithm>
@@ -21,6 +23,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <sstream>
@@ -41,9 +44,39 @@ struct ModelInfo {
   int64_t height = 0, width = 0, batch_min = 1, batch_max = 1;
   std::vector<std::string> classes;
   std::vector<double> image_mean;
-  std::string masks;   // "pasted", "roi" or "none"
-  std::string device;  // where the package runs ("cpu", "cuda"): its inputs go there
+  std::string masks;                 // "pasted", "roi" or "none"
+  std::string device;                // where the package runs ("cpu", "cuda"): its inputs go there
+  std::vector<std::string> outputs;  // the outputs' names, in the order the package returns them
+
+  // The output called `name` (boxes, scores, labels, num_detections, masks, roi_masks).
+  const at::Tensor& output(const std::vector<at::Tensor>& values, const std::string& name) const {
+    const auto found = std::find(outputs.begin(), outputs.end(), name);
+    if (found == outputs.end() || static_cast<size_t>(found - outputs.begin()) >= values.size()) {
+      throw std::runtime_error("the package has no output named " + name);
+    }
+    return values[found - outputs.begin()];
+  }
 };
+
+// A code point as UTF-8 (json.dumps writes every non-ASCII character as \uXXXX, and those beyond
+// the Basic Multilingual Plane as a surrogate pair).
+void append_utf8(std::string& out, unsigned code) {
+  if (code < 0x80) {
+    out += static_cast<char>(code);
+  } else if (code < 0x800) {
+    out += static_cast<char>(0xC0 | (code >> 6));
+    out += static_cast<char>(0x80 | (code & 0x3F));
+  } else if (code < 0x10000) {
+    out += static_cast<char>(0xE0 | (code >> 12));
+    out += static_cast<char>(0x80 | ((code >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (code & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (code >> 18));
+    out += static_cast<char>(0x80 | ((code >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((code >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (code & 0x3F));
+  }
+}
 
 // A JSON array of strings or numbers as json.dumps writes them (no nesting).
 std::vector<std::string> json_array(const std::string& text) {
@@ -57,15 +90,16 @@ std::vector<std::string> json_array(const std::string& text) {
     if (in_string) {
       if (c == '\\' && i + 1 < text.size()) {
         const char e = text[++i];
-        if (e == 'u' && i + 4 < text.size()) {  // a \uXXXX escape: a code point below 0x800
-          const unsigned code = std::stoul(text.substr(i + 1, 4), nullptr, 16);
+        if (e == 'u' && i + 4 < text.size()) {  // \uXXXX, or a surrogate pair \uD8XX\uDCXX
+          unsigned code = std::stoul(text.substr(i + 1, 4), nullptr, 16);
           i += 4;
-          if (code < 0x80) {
-            item += static_cast<char>(code);
-          } else {
-            item += static_cast<char>(0xC0 | (code >> 6));
-            item += static_cast<char>(0x80 | (code & 0x3F));
+          if (code >= 0xD800 && code < 0xDC00 && i + 6 < text.size() && text[i + 1] == '\\' &&
+              text[i + 2] == 'u') {
+            const unsigned low = std::stoul(text.substr(i + 3, 4), nullptr, 16);
+            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+            i += 6;
           }
+          append_utf8(item, code);
         } else {
           item += e == 'n' ? '\n' : e == 't' ? '\t' : e;
         }
@@ -107,7 +141,43 @@ ModelInfo read_info(const std::unordered_map<std::string, std::string>& metadata
   for (const std::string& m : json_array(get("image_mean"))) info.image_mean.push_back(std::stod(m));
   info.masks = get("masks");
   info.device = get("device");
+  if (metadata.count("roiops.outputs")) {
+    info.outputs = json_array(get("outputs"));
+  } else {  // a package of roiops before 2026-12-07: StaticMaskRCNN's order, which it had too
+    info.outputs = {"boxes", "scores", "labels", "num_detections"};
+    if (info.masks == "pasted") info.outputs.push_back("masks");
+    if (info.masks == "roi") info.outputs.push_back("roi_masks");
+  }
   return info;
+}
+
+// An AOTInductor package, or a message that says what the file is instead (libtorch's own
+// exception for a wrong file is its whole stack).
+void check_package(const std::string& path) {
+  if (!std::ifstream(path).good()) throw std::runtime_error(path + ": no such file");
+  std::vector<std::string> records;
+  try {
+    records = caffe2::serialize::PyTorchStreamReader(path).getAllRecords();
+  } catch (const std::exception&) {
+    throw std::runtime_error(path + " is not an AOTInductor package (not a .pt2 archive; an .onnx "
+                             "or .xml file runs in Python: python -m roiops predict)");
+  }
+  for (const std::string& record : records) {
+    if (record.find("aotinductor/") != std::string::npos) return;
+  }
+  throw std::runtime_error(path + " is not an AOTInductor package: a .pt2 ExportedProgram runs in "
+                           "Python (python -m roiops predict); for C++ export it with "
+                           "--format aoti");
+}
+
+// The op library's paste_masks_in_image (roiops' op, through torch's dispatcher).
+at::Tensor paste_masks(const at::Tensor& masks, const at::Tensor& boxes, int64_t height,
+                       int64_t width) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("roiops::paste_masks_in_image", "")
+                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&, c10::SymInt,
+                                               c10::SymInt, int64_t)>();
+  return op.call(masks, boxes, c10::SymInt(height), c10::SymInt(width), 1);
 }
 
 // --- images ------------------------------------------------------------------------------------
@@ -228,11 +298,11 @@ std::string number(double value) {
 // One image's rows of the outputs, mapped back to it (predict.py's detections()).
 void write_detections(const std::vector<at::Tensor>& outputs, int64_t row, const Placed& p,
                       const ModelInfo& info, std::ostringstream& json, bool& first) {
-  // StaticMaskRCNN's outputs, flattened in its dict's order.
-  const at::Tensor& boxes_all = outputs[0];
-  const at::Tensor& scores_all = outputs[1];
-  const at::Tensor& labels_all = outputs[2];
-  const at::Tensor& counts = outputs[3];
+  // StaticMaskRCNN's outputs, by name.
+  const at::Tensor& boxes_all = info.output(outputs, "boxes");
+  const at::Tensor& scores_all = info.output(outputs, "scores");
+  const at::Tensor& labels_all = info.output(outputs, "labels");
+  const at::Tensor& counts = info.output(outputs, "num_detections");
   const int64_t height = p.image.size(1), width = p.image.size(2);
   const int64_t count = counts[row].item<int64_t>();
   const double ratio_x = static_cast<double>(width) / p.scaled_w;
@@ -247,14 +317,20 @@ void write_detections(const std::vector<at::Tensor>& outputs, int64_t row, const
   const at::Tensor scores = scores_all[row].narrow(0, 0, count).to(at::kFloat).cpu();
   at::Tensor masks;
   if (info.masks == "pasted") {
-    at::Tensor probabilities =
-        outputs[4][row].narrow(0, 0, count).narrow(1, 0, p.scaled_h).narrow(2, 0, p.scaled_w);
+    at::Tensor probabilities = info.output(outputs, "masks")[row]
+                                   .narrow(0, 0, count)
+                                   .narrow(1, 0, p.scaled_h)
+                                   .narrow(2, 0, p.scaled_w);
     probabilities = probabilities.to(at::kFloat).cpu();
     if (p.scaled_h != height || p.scaled_w != width) {
       probabilities =
           at::upsample_bilinear2d(probabilities.unsqueeze(0), {height, width}, false)[0];
     }
     masks = probabilities > 0.5;
+  } else if (info.masks == "roi") {  // 28x28 per detection, pasted here as predict.py pastes
+    const at::Tensor roi = info.output(outputs, "roi_masks")[row].narrow(0, 0, count);
+    masks = paste_masks(roi.unsqueeze(1).to(at::kFloat).cpu(), boxes, height, width)
+                .select(1, 0) > 0.5;
   }
   const float* b = boxes.contiguous().data_ptr<float>();
   for (int64_t k = 0; k < count; ++k) {
@@ -284,6 +360,21 @@ void write_detections(const std::vector<at::Tensor>& outputs, int64_t row, const
   std::cout << "\n";
 }
 
+// A positive whole number, or a usage error naming the option.
+int64_t positive(const std::string& option, const std::string& value) {
+  size_t used = 0;
+  int64_t number = 0;
+  try {
+    number = std::stoll(value, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != value.size() || number < 1) {
+    throw std::invalid_argument(option + " takes a positive whole number, got '" + value + "'");
+  }
+  return number;
+}
+
 int usage(const char* program) {
   std::cerr << "usage: " << program
             << " MODEL.aoti.pt2 IMAGE... [--out detections.json] [--batch-size N] [--ops LIB]"
@@ -304,8 +395,13 @@ int main(int argc, char** argv) {
       const std::string value = argv[++i];
       if (arg == "--out") out = value;
       if (arg == "--ops") ops = value;
-      if (arg == "--batch-size") batch_size = std::stoll(value);
-      if (arg == "--repeat") repeat = std::stoll(value);
+      try {
+        if (arg == "--batch-size") batch_size = positive(arg, value);
+        if (arg == "--repeat") repeat = positive(arg, value);
+      } catch (const std::invalid_argument& err) {
+        std::cerr << argv[0] << ": " << err.what() << "\n";
+        return usage(argv[0]);
+      }
     } else if (!arg.empty() && arg[0] == '-') {
       return usage(argv[0]);
     } else if (package.empty()) {
@@ -327,6 +423,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   try {
+    check_package(package);
     torch::inductor::AOTIModelPackageLoader loader(package);
     const ModelInfo info = read_info(loader.get_metadata());
     batch_size = std::min(std::max(batch_size, info.batch_min), info.batch_max);
@@ -369,7 +466,7 @@ int main(int argc, char** argv) {
       for (int64_t r = 0; r < repeat; ++r) {
         const auto begin = std::chrono::steady_clock::now();
         // Reading a result back waits for the run's kernels (on a GPU they run asynchronously).
-        loader.run({first_batch})[3].cpu();
+        info.output(loader.run({first_batch}), "num_detections").cpu();
         const std::chrono::duration<double, std::milli> took =
             std::chrono::steady_clock::now() - begin;
         milliseconds.push_back(took.count());

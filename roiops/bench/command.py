@@ -15,7 +15,52 @@ from pathlib import Path
 
 import torch
 
+from .._cli import writable_directory
+
 DTYPES = ("float32", "float16", "bfloat16")
+HELP = "time roiops against torchvision, write report.md and speedup.png"
+DESCRIPTION = (
+    "Times every benchmark case of roiops against torchvision, interleaved in this process, "
+    "prints the ratio table and writes OUT/report.md, OUT/results.json and OUT/speedup.png."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="default: cpu")
+    parser.add_argument(
+        "--dtypes", default="float32", help="comma-separated, of float32,float16,bfloat16"
+    )
+    parser.add_argument(
+        "--out", default="bench-output", help="output folder (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--filter",
+        default="",
+        help="only the cases whose name contains this (or one of A|B|...)",
+    )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="also the slow cases: on the CPU the Mask R-CNN rows but the 1-image inference and "
+        "the OpenVINO bf16 and ONNX Runtime ones (2 images, per stage, StaticMaskRCNN eager and "
+        "compiled, AOTInductor, OpenVINO f32 and int8: tens of minutes on 2 cores), on CUDA the "
+        "deterministic-mode backward (about 80 s on an H200)",
+    )
+    parser.add_argument(
+        "--min-run-time",
+        type=float,
+        default=None,
+        help="seconds of timing per case and side (default: 1 CPU, 0.5 CUDA)",
+    )
+
+
+def main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        options = Options.from_args(args)
+        writable_directory(args.out)
+    except ValueError as err:
+        parser.error(str(err))
+    return run(options)
 
 
 @dataclass

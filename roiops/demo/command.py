@@ -3,6 +3,8 @@ evaluate on held-out images, draw, and save the model and some of the images."""
 
 from __future__ import annotations
 
+import argparse
+import functools
 import json
 import platform
 import sys
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from .. import _cli
 from ..models.checkpoints import save_detector
 from .distributed import Process
 
@@ -22,6 +25,67 @@ BATCH_SIZE = 8
 HELD_OUT_IMAGES = 200
 DRAWN_IMAGES = 6
 SAVED_IMAGES = 12  # held-out images written as PNG files: something to try `predict` on
+
+
+HELP = "train a small Mask R-CNN on synthetic shapes (CPU, minutes), evaluate, draw"
+DESCRIPTION = (
+    "Trains roiops' Mask R-CNN with a small backbone on seeded synthetic shapes (on the CPU, or "
+    "GPUs with --device cuda; in one process, or data-parallel in several: --nproc N, or "
+    "`torchrun --nproc-per-node N -m roiops demo`), evaluates it on held-out images with COCO's "
+    "metrics (pycocotools) and writes OUT/metrics.json and OUT/detections.png."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="demo-output", help="output folder (default: %(default)s)")
+    parser.add_argument(
+        "--steps",
+        type=_cli.non_negative_int,
+        default=DEFAULT_STEPS,
+        help=f"training steps of 8 images (default: {DEFAULT_STEPS}; 0: evaluate untrained)",
+    )
+    parser.add_argument(
+        "--seed", type=_cli.non_negative_int, default=0, help="random seed (default: 0)"
+    )
+    parser.add_argument(
+        "--minutes",
+        type=_cli.positive_float,
+        default=DEFAULT_MINUTES,
+        help=f"training time budget (default: {DEFAULT_MINUTES:g}, which keeps the whole demo "
+        "within 5 minutes on a slow 2-core CPU): the learning-rate schedule follows the time "
+        "spent, so a slow machine trains fewer steps, over the whole budget",
+    )
+    parser.add_argument(
+        "--nproc",
+        type=_cli.non_negative_int,
+        default=None,
+        help="train data-parallel in this many processes started here (1, 2, 4 or 8: each takes "
+        "its share of every batch; DistributedDataParallel, gloo on the CPU, nccl with --device "
+        "cuda); rank 0 evaluates and writes. Under torchrun leave it out: torchrun starts them",
+    )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        choices=["cpu", "cuda"],
+        help="default: cpu; cuda: one GPU per process",
+    )
+
+
+def main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from . import distributed
+
+    try:
+        out = _cli.writable_directory(args.out)
+    except ValueError as err:
+        parser.error(str(err))
+    check_dependencies()
+    try:
+        distributed.check(args.nproc, args.device, BATCH_SIZE)
+    except ValueError as err:
+        parser.error(str(err))
+    work = functools.partial(run, out, steps=args.steps, seed=args.seed, minutes=args.minutes)
+    distributed.run(work, args.nproc, args.device)
+    return 0
 
 
 def check_dependencies() -> None:
@@ -72,7 +136,9 @@ def run(
     seconds = None if minutes is None else 60.0 * minutes
     losses, scheduled = [], steps
     if steps:
-        losses, scheduled = train.train(detector, steps, BATCH_SIZE, seed, stream, seconds, process)
+        losses, scheduled, _ = train.train(
+            detector, steps, BATCH_SIZE, seed, stream, seconds, process
+        )
     train_seconds = time.perf_counter() - start
     if not process.is_main:
         return None
@@ -86,7 +152,7 @@ def run(
         **metrics,
         "steps": len(losses),
         "planned_steps": steps,
-        "scheduled_steps": scheduled,  # the schedule fitted to the time budget
+        "scheduled_steps": scheduled,  # the steps the learning-rate schedule decayed over
         "minutes": minutes,
         "batch_size": BATCH_SIZE,
         "processes": process.world_size,

@@ -17,20 +17,30 @@ from .distributed import Process
 
 LEARNING_RATE = 2e-3
 WARMUP_STEPS = 50
-TIMED_STEPS = 20  # with a time budget, the speed is measured over these first steps
 
 
 class Trained(NamedTuple):
     losses: list[float]  # one per step run (the mean over the processes)
-    scheduled_steps: int  # the steps the learning-rate schedule was fitted to
+    scheduled_steps: int  # the steps the learning-rate schedule decayed over: the steps run
+    learning_rates: list[float]  # each step's
 
 
-def learning_rate(step: int, steps: int) -> float:
-    """Linear warm-up, then a cosine decay to zero."""
+def learning_rate(step: int, progress: float) -> float:
+    """Linear warm-up over WARMUP_STEPS steps, then a cosine decay to zero as `progress` -- the
+    fraction of the training after the warm-up that is done -- goes from 0 to 1."""
     if step < WARMUP_STEPS:
         return LEARNING_RATE * (step + 1) / WARMUP_STEPS
-    progress = (step - WARMUP_STEPS) / max(1, steps - WARMUP_STEPS)
-    return LEARNING_RATE * 0.5 * (1 + math.cos(math.pi * progress))
+    return LEARNING_RATE * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def progress_after_warmup(step: int, steps: int, elapsed: float, warm: float | None,
+                          seconds: float | None) -> float:  # fmt: skip
+    """How much of the training after the warm-up is done, in steps or in time, whichever is
+    further: `warm` is when the warm-up ended, `seconds` the time budget (None: steps only)."""
+    done = (step - WARMUP_STEPS) / max(1, steps - WARMUP_STEPS)
+    if seconds is not None and warm is not None:
+        done = max(done, (elapsed - warm) / max(seconds - warm, 1e-9))
+    return done
 
 
 def batches(seed: int, steps: int, batch_size: int, process: Process) -> DataLoader:
@@ -66,12 +76,11 @@ def train(
     With several processes (`process`), each takes its share of every batch (batches()) and the
     model, already on process.device, trains wrapped in DistributedDataParallel.
 
-    With a time budget of `seconds`, the speed of the first TIMED_STEPS steps decides how many
-    steps fit: if fewer than `steps`, the schedule (its cosine decay) is shortened to them, so a
-    slow machine still ends on a decayed learning rate; training also stops once the time is
-    spent. The number of steps then depends on the machine: the result's losses say how many ran,
-    its scheduled_steps how many the schedule was fitted to. Only the main process draws the
-    progress bar (on `stream`, default stderr)."""
+    With a time budget of `seconds` the learning-rate schedule follows whichever runs out first,
+    the steps or the time: its cosine decay is driven by the larger of the fractions done, so a
+    slow machine -- or one slowed midway -- trains fewer steps but over the whole budget, ending
+    on a decayed learning rate, and stops when the time is spent. The result's losses say how many
+    steps ran. Only the main process draws the progress bar (on `stream`, default stderr)."""
     process = process or Process()
     model.train()
     wrapped = model
@@ -81,13 +90,17 @@ def train(
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=LEARNING_RATE, weight_decay=1e-4
     )
-    progress = Progress(steps, stream) if process.is_main else None
+    bar = Progress(steps, stream) if process.is_main else None
     history: list[float] = []
-    scheduled = steps
+    rates: list[float] = []
     start = time.perf_counter()
+    elapsed, warm = 0.0, None  # the (all-reduced) time spent; when the warm-up ended
     for images, targets in batches(seed, steps, batch_size, process):
+        step = len(history)
+        done = progress_after_warmup(step, steps, elapsed, warm, seconds)
+        rates.append(learning_rate(step, done))
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(len(history), steps)
+            group["lr"] = rates[-1]
         images = [image.to(process.device) for image in images]
         targets = [{k: v.to(process.device) for k, v in t.items()} for t in targets]
         loss = sum(wrapped(images, targets).values())
@@ -95,19 +108,18 @@ def train(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         optimizer.step()
+        # Every process takes the same decisions from the mean loss and the mean elapsed time.
         mean_loss, elapsed = process.mean([loss.detach().item(), time.perf_counter() - start])
         history.append(mean_loss)
-        if seconds is not None:
-            if len(history) == TIMED_STEPS:
-                steps = scheduled = min(
-                    steps, max(TIMED_STEPS, int(seconds * TIMED_STEPS / elapsed))
-                )
-            elif elapsed > seconds:
-                steps = len(history)
-        if progress is not None:
-            progress.total = steps
-            progress.update(len(history), f"loss {history[-1]:.3f}")
-        if len(history) == steps:
+        if len(history) == WARMUP_STEPS:
+            warm = elapsed
+        finished = len(history) == steps
+        if seconds is not None and elapsed >= seconds:
+            finished = True
+        if bar is not None:
+            bar.total = len(history) if finished else steps
+            bar.update(len(history), f"loss {history[-1]:.3f}")
+        if finished:
             break
     model.eval()
-    return Trained(history, scheduled)
+    return Trained(history, len(history), rates)

@@ -8,6 +8,7 @@ detections), else on random images."""
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import sys
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from .. import _cli
 from ..errors import ArgumentValueError
 from .formats import DTYPES, FORMATS, Exporting, Format, RunOptions, open_model
 from .model_files import info_of
@@ -49,6 +51,88 @@ class Agreement:
 AGREEMENT = Agreement()
 VERIFICATION_IMAGES = 16  # of the calibration folder, when one is given: real detections
 CALIBRATION_IMAGES = 300  # at most, the first by name: NNCF's default subset
+
+
+HELP = "a checkpoint to deployable files (pt2, AOTInductor, ONNX, OpenVINO), each verified"
+DESCRIPTION = (
+    "Builds roiops.models.StaticMaskRCNN from a checkpoint (roiops' own -- the demo's model.pt "
+    "--, or a torchvision / roiops R50-FPN state_dict) for images of one size and a range of batch "
+    "sizes, and writes OUT/NAME.pt2 (torch.export), OUT/NAME.aoti.pt2 (AOTInductor package: "
+    "python, or C++ -- examples/cpp), OUT/NAME.onnx and OUT/NAME.xml + .bin (OpenVINO), in "
+    "float32, bfloat16 or int8. Each file is loaded back, run and compared with the float32 model "
+    "before it is reported; the report goes to stderr, the written files' paths to stdout."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="the detector checkpoint")
+    parser.add_argument(
+        "--out", default="export-output", help="output folder (default: %(default)s)"
+    )
+    parser.add_argument("--name", default="model", help="file name stem (default: %(default)s)")
+    parser.add_argument(
+        "--format",
+        default="pt2,aoti,onnx",
+        help=f"comma-separated, of {','.join(FORMATS)} (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--image-size",
+        type=_cli.image_size,
+        required=True,
+        help="HEIGHTxWIDTH of the input images (others are letterboxed to it by predict)",
+    )
+    parser.add_argument(
+        "--batch", type=_cli.batch_range, default=(1, 8), help="N or MIN-MAX (default: 1-8)"
+    )
+    parser.add_argument(
+        "--max-detections",
+        type=_cli.non_negative_int,
+        default=100,
+        help="detections per image (default: 100)",
+    )
+    parser.add_argument(
+        "--roi-masks",
+        action="store_true",
+        help="output each detection's 28x28 mask probabilities instead of pasted masks",
+    )
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="default: cpu")
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        help="float32 (default); bfloat16: pt2 and aoti computed under autocast, openvino run at "
+        "bf16 precision; int8: openvino quantized by NNCF (needs --calibration)",
+    )
+    parser.add_argument(
+        "--calibration",
+        default=None,
+        metavar="DIR",
+        help="a folder of your own images: int8's calibration, and the images a file is verified "
+        "on (default: random images)",
+    )
+
+
+def main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Exit status 0 when every file verified, 1 when one did not (it is written all the same)."""
+    try:
+        written = export(
+            args.checkpoint,
+            _cli.writable_directory(args.out),
+            args.name,
+            [f.strip() for f in args.format.split(",") if f.strip()],
+            args.image_size,
+            args.batch,
+            args.max_detections,
+            args.device,
+            args.dtype,
+            paste_masks=not args.roi_masks,
+            calibration=args.calibration,
+        )
+    except ValueError as err:  # ArgumentValueError: what was refused, before any work
+        parser.error(str(err))
+    for done in written:
+        for path in FORMATS[done.format].files(done.path):
+            print(path)  # stdout: the files, for a script to take
+    return 0 if all(w.problem is None for w in written) else 1
 
 
 @dataclass
@@ -213,7 +297,7 @@ def export_detector(
     traced = static
     if dtype == "bfloat16":
         traced = _Autocast(static, device, torch.bfloat16)
-    exporting = Exporting(static, traced, example, batch, info, list(reference), images)
+    exporting = Exporting(static, traced, example, batch, info, images)
     written = []
     for fmt in chosen:
         path = fmt.path(out, name)

@@ -45,7 +45,6 @@ class Exporting:
     example: torch.Tensor
     batch: tuple[int, int]
     info: ModelInfo
-    output_names: list[str]
     calibration: list[torch.Tensor] = field(default_factory=list)  # [1, 3, H, W] each
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -75,7 +74,7 @@ class Exporting:
                 (self.example,),
                 dynamic_shapes=self.dynamic_shapes(),
                 input_names=["images"],
-                output_names=self.output_names,
+                output_names=self.info.outputs,
                 verbose=False,
             )
         model = program.model_proto

@@ -31,6 +31,7 @@ class ModelInfo:
     masks: str  # "pasted" (masks [N, K, H, W]), "roi" (roi_masks [N, K, 28, 28]) or "none"
     device: str
     dtype: str  # float32, bfloat16 (computed in, under autocast or OpenVINO's precision) or int8
+    outputs: list[str]  # the outputs' names, in the model's order (StaticMaskRCNN.output_names)
 
     def to_strings(self) -> dict[str, str]:
         """Flat string metadata (AOTInductor's and ONNX's kind), read back by from_strings and
@@ -45,6 +46,9 @@ class ModelInfo:
         fields = {}
         for key, kind in cls.__annotations__.items():
             text = strings.get(INFO_PREFIX + key)
+            if text is None and key == "outputs" and INFO_PREFIX + "masks" in strings:
+                # a file of roiops before 2026-12-07: StaticMaskRCNN's order, which it had too
+                text = json.dumps(output_names(strings[INFO_PREFIX + "masks"]))
             if text is None:
                 raise ArgumentValueError(
                     f"{path} has no {INFO_PREFIX + key} metadata: not written by roiops export"
@@ -53,6 +57,13 @@ class ModelInfo:
             if kind == "int":
                 fields[key] = int(text)
         return cls(**fields)
+
+
+def output_names(masks: str) -> list[str]:
+    """StaticMaskRCNN's outputs, in order, for a masks kind of ModelInfo."""
+    from ..models.static import DETECTIONS
+
+    return [*DETECTIONS, *{"pasted": ["masks"], "roi": ["roi_masks"], "none": []}[masks]]
 
 
 def info_of(static, image_size: tuple[int, int], batch: tuple[int, int], architecture: str,
@@ -72,6 +83,7 @@ def info_of(static, image_size: tuple[int, int], batch: tuple[int, int], archite
         masks=masks,
         device=device,
         dtype=dtype,
+        outputs=static.output_names,
     )
 
 

@@ -11,6 +11,7 @@ An image that cannot be read is named at the end, the others are processed, the 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -20,12 +21,82 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import _cli
 from .._progress import Progress
 from .formats import RunOptions, open_model
 from .images import check_dependencies, image_files, letterbox, letterbox_size, read_image
 from .model_files import ModelInfo, OpenedModel
 
 SMALL_PICTURE = 384  # pictures of images smaller than this are drawn enlarged, legibly
+
+
+HELP = "run a model over images: COCO results and pictures"
+DESCRIPTION = (
+    "Runs MODEL -- a file of `roiops export` (.pt2, .aoti.pt2, .onnx, .xml) or a checkpoint -- "
+    "over PNG / JPEG images (files, or the images of folders) letterboxed to its size, and writes "
+    "OUT/detections.json (COCO results, masks as RLE), OUT/images.json and one picture per image; "
+    "the progress and report go to stderr, the paths of the two JSON files to stdout. Unreadable "
+    "images are named at the end (exit status 1). Needs pillow."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="the model file or checkpoint")
+    parser.add_argument("images", nargs="+", help="image files or folders")
+    parser.add_argument(
+        "--out", default="predict-output", help="output folder (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--batch-size", type=_cli.non_negative_int, default=4, help="images per batch (default: 4)"
+    )
+    parser.add_argument(
+        "--image-size",
+        type=_cli.image_size,
+        default=None,
+        help="HEIGHTxWIDTH to run a checkpoint at (default: its min_size x max_size); an exported "
+        "file takes the size it was exported for",
+    )
+    parser.add_argument(
+        "--draw-threshold",
+        type=float,
+        default=0.5,
+        help="draw detections scoring at least this (default: 0.5; all are in detections.json)",
+    )
+    parser.add_argument(
+        "--device",
+        default=None,
+        choices=["cpu", "cuda"],
+        help="default: the device the model was exported for (a checkpoint: cpu); an AOTInductor "
+        "package runs only there, an ONNX or OpenVINO file on the CPU",
+    )
+    parser.add_argument(
+        "--runtime",
+        default=None,
+        choices=["onnxruntime", "openvino"],
+        help="what runs an .onnx file (default: onnxruntime)",
+    )
+    parser.add_argument(
+        "--precision",
+        default=None,
+        choices=["f32", "bf16", "default"],
+        help="OpenVINO's inference precision (an .xml file, or .onnx with --runtime openvino); "
+        "default: the file's dtype (float32: f32, bfloat16: bf16); 'default': OpenVINO's own "
+        "choice (bf16 on a CPU with bf16 units)",
+    )
+
+
+def main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    options = RunOptions(args.device, args.image_size, args.runtime, args.precision)
+    try:
+        out = _cli.writable_directory(args.out)
+        status = predict(
+            args.model, args.images, out, args.batch_size, args.draw_threshold, options
+        )
+    except ValueError as err:  # ArgumentValueError: what was refused, before any work
+        parser.error(str(err))
+    print(out / "detections.json")  # stdout: what was written, for a script to take
+    print(out / "images.json")
+    return status
 
 
 @dataclass

@@ -13,7 +13,13 @@ as the demo's model (roiops/demo/model.py).
 from .backbone import BackboneWithFPN, FeaturePyramidNetwork
 from .checkpoints import Detector, load_detector, save_detector
 from .config import DetectorConfig
-from .detector import MaskRCNN, assemble, fasterrcnn_resnet50_fpn, maskrcnn_resnet50_fpn
+from .detector import (
+    FasterRCNN,
+    MaskRCNN,
+    assemble,
+    fasterrcnn_resnet50_fpn,
+    maskrcnn_resnet50_fpn,
+)
 from .static import StaticMaskRCNN
 from .transform import ImageList
 
@@ -21,6 +27,7 @@ __all__ = [
     "BackboneWithFPN",
     "Detector",
     "DetectorConfig",
+    "FasterRCNN",
     "FeaturePyramidNetwork",
     "ImageList",
     "MaskRCNN",

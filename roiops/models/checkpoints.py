@@ -101,6 +101,12 @@ def save_detector(path, model, architecture: str, classes: list[str] | None = No
         raise ArgumentValueError(
             f"architecture must be one of {sorted(ARCHITECTURES)}, got {architecture!r}"
         )
+    num_classes = model.roi_heads.box_predictor.cls_score.out_features
+    if classes is not None and len(classes) != num_classes:
+        raise ArgumentValueError(
+            f"classes names {len(classes)} classes for a model of {num_classes} (the background "
+            "first, then one name per class)"
+        )
     frozen = [m.eps for m in model.modules() if type(m).__name__ == "FrozenBatchNorm2d"]
     torch.save(
         {
@@ -126,7 +132,10 @@ def load_detector(path) -> Detector:
     try:
         state = load_state_dict(path)
     except Exception as err:  # not a torch file, or one that needs unpickling code
-        raise ArgumentValueError(f"checkpoint {path} cannot be read by torch.load: {err}") from None
+        raise ArgumentValueError(
+            f"checkpoint {path} is not a file torch.save wrote, or holds more than weights "
+            f"(torch.load(weights_only=True): {type(err).__name__}: {err})"
+        ) from None
     if not isinstance(state, dict):
         raise ArgumentValueError(f"checkpoint {path} holds a {type(state).__name__}, not weights")
     if state.get("format") == DETECTOR_FORMAT:
@@ -146,12 +155,27 @@ def load_detector(path) -> Detector:
         config = DetectorConfig(num_classes=num_classes)
         frozen_eps = None if "backbone.body.bn1.num_batches_tracked" in weights else 0.0
     model = _build(architecture, config, frozen_eps)
-    missing, unexpected = _load_strict(model, weights)
-    if missing or unexpected:
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in weights]
+    unexpected = [key for key in weights if key not in expected]
+    shapes = [
+        f"{key} {list(weights[key].shape)} (the model's: {list(expected[key].shape)})"
+        for key in expected
+        if key in weights and weights[key].shape != expected[key].shape
+    ]
+    if missing or unexpected or shapes:
+        hint = ""
+        if state.get("format") != DETECTOR_FORMAT:
+            hint = (
+                "; a state_dict of another architecture (the demo's, say) loads only as roiops' "
+                "detector checkpoint, which names it: roiops.models.save_detector"
+            )
         raise ArgumentValueError(
             f"checkpoint {path} does not fit {architecture} with {config.num_classes} classes: "
-            f"missing keys {_some(missing)}, unexpected keys {_some(unexpected)}"
+            f"missing keys {_some(missing)}, unexpected keys {_some(unexpected)}, other shapes "
+            f"{_some(shapes)}{hint}"
         )
+    model.load_state_dict(weights)
     num_classes = model.roi_heads.box_predictor.cls_score.out_features
     if classes is None:
         classes = [str(c) for c in range(num_classes)]
@@ -192,11 +216,6 @@ def _build(architecture: str, config: DetectorConfig, frozen_batch_norm_eps: flo
     if frozen_batch_norm_eps is None:
         return build(config)
     return build(config, frozen_batch_norm_eps=frozen_batch_norm_eps)
-
-
-def _load_strict(model, weights: dict) -> tuple[list[str], list[str]]:
-    result = model.load_state_dict(weights, strict=False)
-    return list(result.missing_keys), list(result.unexpected_keys)
 
 
 def _some(keys: list[str]) -> str:

@@ -131,6 +131,11 @@ def _trainable_layers(is_trained: bool, requested: int | None) -> int:
     return layers
 
 
+class FasterRCNN(MaskRCNN):
+    """Faster R-CNN: MaskRCNN without the mask branch (roi_heads.has_mask is False); a subclass, so
+    that everything taking a MaskRCNN (StaticMaskRCNN, save_detector) takes it too."""
+
+
 def assemble(backbone: nn.Module, cfg: DetectorConfig, with_masks: bool = True) -> MaskRCNN:
     """Mask R-CNN (Faster R-CNN without masks) around any backbone whose forward maps a padded
     batch to FPN levels {"0", "1", "2", "3", "pool"} of `backbone.out_channels` channels, at strides
@@ -144,7 +149,8 @@ def assemble(backbone: nn.Module, cfg: DetectorConfig, with_masks: bool = True) 
         mask_head = MaskRCNNHeads(backbone.out_channels, cfg.mask_layers)
         width = cfg.mask_layers[-1]
         mask_predictor = MaskRCNNPredictor(width, width, cfg.num_classes)
-    return MaskRCNN(
+    detector = MaskRCNN if with_masks else FasterRCNN
+    return detector(
         DetectionTransform(
             cfg.min_size, cfg.max_size, cfg.image_mean, cfg.image_std, cfg.size_divisible
         ),

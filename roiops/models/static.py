@@ -22,10 +22,13 @@ above; there equal-score boxes may come out in another order (test_static.py).
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from ..errors import ArgumentTypeError, ArgumentValueError
 from .detector import MaskRCNN
+
+DETECTIONS = ["boxes", "scores", "labels", "num_detections"]  # forward's first outputs, in order
 
 
 class StaticMaskRCNN(nn.Module):
@@ -57,6 +60,20 @@ class StaticMaskRCNN(nn.Module):
         self.model = model
         self.max_detections = int(max_detections)
         self.paste_masks = bool(paste_masks)
+        self.training = False  # its own flag only: the wrapped model's mode stays the caller's
+
+    @property
+    def output_names(self) -> list[str]:
+        """The names of forward's outputs, in order (torch.onnx.export's output_names)."""
+        masks = (
+            ["masks" if self.paste_masks else "roi_masks"] if self.model.roi_heads.has_mask else []
+        )
+        return [*DETECTIONS, *masks]
+
+    def train(self, mode: bool = True) -> StaticMaskRCNN:
+        """Inference only: the model stays in eval mode, also when an exporter restores the mode
+        it found (torch.onnx's TorchScript exporter restores a wrapper built in training mode)."""
+        return super().train(False)
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         model, heads = self.model, self.model.roi_heads
@@ -66,14 +83,27 @@ class StaticMaskRCNN(nn.Module):
             raise ArgumentValueError(
                 f"images must be a Tensor[N, 3, H, W] batch, got shape {tuple(images.shape)}"
             )
-        original = (int(images.shape[-2]), int(images.shape[-1]))
+        height, width = images.shape[-2], images.shape[-1]
+        if torch.compiler.is_exporting() and not (
+            isinstance(height, int) and isinstance(width, int)
+        ):
+            raise ArgumentValueError(
+                "StaticMaskRCNN's image size is a constant of its graph: export it with only the "
+                "batch dimension dynamic (images of other sizes are letterboxed to it, as roiops "
+                "predict does)"
+            )
+        original = (int(height), int(width))
+        if torch.jit.is_tracing():
+            # TorchScript's exporter cannot be told the size is fixed (dynamic_axes on it are
+            # taken): the graph itself refuses another size, where it would compute garbage.
+            images = images.reshape(-1, images.shape[1], *original)
         batch, size = model.transform.batch_padded(images)
         features = model.backbone(batch)
         proposals, valid = model.rpn.forward_padded(batch, features, size)
         boxes, scores, labels, count = heads.detect_padded(
             features, proposals, valid, size, self.max_detections
         )
-        detections = {"boxes": boxes, "scores": scores, "labels": labels, "num_detections": count}
+        detections = dict(zip(DETECTIONS, (boxes, scores, labels, count)))
         roi_masks = heads.masks_padded(features, boxes, labels, size) if heads.has_mask else None
         return model.transform.postprocess_padded(
             detections, roi_masks, size, original, self.paste_masks

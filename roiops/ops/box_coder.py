@@ -195,7 +195,9 @@ class BoxCoder:
         self.weights = weights
         self.bbox_xform_clip = bbox_xform_clip
 
-    def encode(self, reference_boxes: list[Tensor], proposals: list[Tensor]) -> tuple[Tensor, ...]:
+    def encode(self, reference_boxes: list[Tensor], proposals: list[Tensor]) -> list[Tensor]:
+        # list[Tensor], as torchvision's annotation: what TorchScript's split returns (eager's is
+        # a tuple, which torchvision returns too).
         boxes_per_image = [len(b) for b in reference_boxes]
         targets = self.encode_single(torch.cat(reference_boxes, dim=0), torch.cat(proposals, dim=0))
         return targets.split(boxes_per_image, 0)
@@ -204,11 +206,13 @@ class BoxCoder:
         return encode_boxes(reference_boxes, proposals, self.weights)
 
     def decode(self, rel_codes: Tensor, boxes: list[Tensor]) -> Tensor:
-        if not isinstance(boxes, (list, tuple)):
+        if not torch.jit.is_scripting() and not isinstance(boxes, (list, tuple)):
             raise ArgumentTypeError(
                 f"boxes must be a list of per-image Tensor[L, 4], got {type(boxes).__name__}"
             )
-        box_sum = sum(b.size(0) for b in boxes)
+        box_sum = 0
+        for b in boxes:
+            box_sum += b.size(0)
         concat = torch.cat(list(boxes), dim=0)
         if box_sum > 0:
             rel_codes = rel_codes.reshape(box_sum, -1)

@@ -30,7 +30,8 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
 
 
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
-    """NMS within each category ``idxs``: boxes of different categories never suppress each other.
+    """NMS within each category ``idxs`` (integers, or floats: boxes of one value are one
+    category): boxes of different categories never suppress each other.
 
     Exact per-class NMS in one op (torchvision shifts boxes by ``idx * (max_coordinate + 1)`` and
     runs one NMS, which loses float precision for large ``idx`` and lets boxes of neighbouring
@@ -43,6 +44,8 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     """
     if boxes.numel() == 0:  # as torchvision: empty boxes keep nothing, whatever the rest
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    if idxs.is_floating_point():  # torchvision takes float categories: one value, one category
+        idxs = torch.unique(idxs, return_inverse=True)[1]
     if not torch.jit.is_scripting():
         return call_op(torch.ops.roiops.batched_nms, boxes, scores, idxs, float(iou_threshold))
     return torch.ops.roiops.batched_nms(boxes, scores, idxs, iou_threshold)

@@ -7,7 +7,8 @@ This is how the kernels' indexing, bounds, tiling and barrier protocol are teste
 without a GPU (CI among them): every launcher and kernel runs from its own source, unchanged. It
 does not replace a GPU run -- see emulation.h for what it cannot see.
 
-The library is built once per checkout into build/emulated_cuda/ (ninja rebuilds what changed).
+The library is built once per checkout and torch into build/emulated_cuda-torch<version>/ (ninja
+rebuilds what changed).
 """
 
 from __future__ import annotations
@@ -53,11 +54,13 @@ def load() -> None:
             f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
         )
     cflags = ["-O2", "-ffp-contract=off", "-DROIOPS_EMULATE_CUDA"]
-    ldflags, build_dir = [], ROOT / "build" / "emulated_cuda"
+    # One build folder per torch: objects compiled against one torch's headers do not load in
+    # another (ninja would relink them).
+    ldflags, build_dir = [], ROOT / "build" / f"emulated_cuda-torch{torch.__version__}"
     if os.environ.get("ROIOPS_EMULATED_ASAN") == "1":  # see scripts/emulated_cuda_asan.sh
         cflags += ["-fsanitize=address", "-fno-omit-frame-pointer"]
         ldflags += ["-fsanitize=address"]
-        build_dir = build_dir.with_name("emulated_cuda_asan")
+        build_dir = build_dir.with_name(f"emulated_cuda_asan-torch{torch.__version__}")
     build_dir.mkdir(parents=True, exist_ok=True)
     cpp_extension.load(
         name=NAMESPACE,
