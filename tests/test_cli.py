@@ -137,12 +137,20 @@ def test_bench_on_cuda_without_a_gpu_is_refused(capsys):
 
 def test_bench_writes_report_results_and_chart(tmp_path):
     out = tmp_path / "bench"
-    args = ["bench", "--filter", "decode", "--min-run-time", "0.05", "--out", str(out)]
+    args = ["bench", "--filter", "decode|roi_align fwd, mask", "--min-run-time", "0.05", "--out",
+            str(out)]  # fmt: skip
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())
-    (row,) = results["rows"]
+    pooling, row = results["rows"]
     assert row["case"].startswith("decode") and row["speedup"] > 0 and row["roiops_ms"] > 0
     assert results["header"]["torchvision"] and results["header"]["date"]
+    # the roofline: the copy bandwidth measured in the run, each row's share of it, RoIAlign's taps
+    copy = results["header"]["copy_GBps"]
+    assert copy > 0 and row["percent_of_copy"] == pytest.approx(
+        100 * row["roiops_GBps"] / copy, rel=1e-2
+    )
+    taps = 100 * 256 * 14 * 14 * 2**2 * 4  # RoIs x channels x bins x samples x corners
+    assert pooling["roiops_Gtaps"] == pytest.approx(taps / pooling["roiops_ms"] / 1e6)
     report = (out / "report.md").read_text()
     assert "decode 268569 anchors" in report and f"{row['speedup']:.2f}x" in report
     assert Image.open(out / "speedup.png").format == "PNG"

@@ -205,8 +205,10 @@ def test_bad_input(device):
         roiops.nms(boxes[None], scores, 0.5)
     with pytest.raises(ValueError, match=r"idxs must have one class index per box"):
         roiops.batched_nms(boxes, scores, torch.zeros(4, dtype=torch.long, device=device), 0.5)
-    with pytest.raises(TypeError, match="idxs must be an integer tensor"):
-        roiops.batched_nms(boxes, scores, torch.zeros(5, device=device), 0.5)
+    with pytest.raises(TypeError, match="idxs must be an integer tensor"):  # float: a category
+        roiops.batched_nms(boxes, scores, torch.zeros(5, dtype=torch.bool, device=device), 0.5)
+    with pytest.raises(TypeError, match="idxs must be an integer tensor"):  # the op itself
+        torch.ops.roiops.batched_nms(boxes, scores, torch.zeros(5, device=device), 0.5)
     with pytest.raises(TypeError, match="boxes must be float32, float64"):
         roiops.nms(boxes.long(), scores, 0.5)
     with pytest.raises(ValueError, match="max_output must be non-negative"):

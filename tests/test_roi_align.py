@@ -38,6 +38,57 @@ def test_forward_cpu_bit_identical_to_torchvision(dtype, aligned, sampling_ratio
         assert torch.equal(ours, ref), (ours - ref).abs().max()
 
 
+def edge_rois(batch: int, height: int, width: int, dtype) -> torch.Tensor:
+    """1x1-bin RoIs (aligned=False, sampling_ratio=1, scale 1) whose one sample lands exactly at
+    -1, 0, size - 1 and size on each axis -- the bilinear clamp's boundaries -- and just past
+    them, in every image."""
+    rows = []
+    for b in range(batch):
+        for y in [-1.0, -0.75, 0.0, height - 1.0, height - 0.5, float(height), height + 0.25]:
+            for x in [-1.0, 0.0, 0.5, width - 1.0, float(width), width + 1e-3]:
+                rows.append([b, x - 0.5, y - 0.5, x + 0.5, y + 0.5])  # centred on (x, y), 1 px
+    return torch.tensor(rows, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("channels", [8, 13, 37, 256])
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_channel_vectorized_path_is_torchvisions_bits(dtype, channels, layout):
+    """The CPU kernels pool and scatter every channel of a bin at once on a channels-last copy of
+    the map (channels-last input, or enough RoIs for the copy to pay): forward and backward the
+    same bits as torchvision's plane-wise loop, for channel counts that are not a multiple of a
+    vector, with samples exactly on the map's edges. Half precision: torchvision's float32 result
+    of the same values, rounded once."""
+    compute = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    x, rois = roi_align_case("cpu", compute, 1 / 4, seed=channels, num_rois=60, channels=channels)
+    x = x.to(dtype).to(compute)  # values the reduced dtype holds
+    edges = edge_rois(3, 13, 17, compute)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    for boxes, scale, sampling, aligned in [(rois, 1 / 4, 2, False), (rois, 1 / 4, -1, True),
+                                            (edges, 1.0, 1, False)]:  # fmt: skip
+        inputs = x.to(dtype).clone().requires_grad_()  # a new leaf each time, x's layout
+        ours = roiops.roi_align(inputs, boxes.to(compute), 7, scale, sampling, aligned)
+        reference = x.detach().clone().requires_grad_()
+        theirs = tv_roi_align(reference, boxes, 7, scale, sampling, aligned)
+        assert torch.equal(ours, theirs.to(dtype)), (ours.float() - theirs).abs().max()
+        grad = torch.randn(ours.shape, generator=torch.Generator().manual_seed(1)).to(dtype)
+        ours.backward(grad)
+        theirs.backward(grad.to(compute))
+        assert torch.equal(inputs.grad, reference.grad.to(dtype))
+
+
+def test_the_plane_wise_and_vectorized_paths_agree_bit_for_bit():
+    """One RoI on a large map takes the plane-wise loop, a channels-last map the vectorized one
+    (a copy would not pay for the first): the same bits."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(1, 32, 120, 160, generator=g)
+    box = torch.tensor([[0, 10.3, 20.7, 90.1, 77.5]])
+    planes = roiops.roi_align(x, box, 7, 0.5, 2)
+    vectors = roiops.roi_align(x.contiguous(memory_format=torch.channels_last), box, 7, 0.5, 2)
+    assert torch.equal(planes, vectors) and torch.equal(planes, tv_roi_align(x, box, 7, 0.5, 2))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("aligned", [False, True])

@@ -83,11 +83,13 @@ def roi_align_case(
     out_bytes = num_rois * CHANNELS * output * output * itemsize
     in_bytes = touched_bytes(rois, scale, h, w, CHANNELS, itemsize)
     rois = rois.to(device, rois_dtype or dtype)
+    taps = bilinear_taps(num_rois, output)
     if not backward:
         return Prepared(
             ours=functools.partial(roiops.roi_align, x, rois, output, scale, 2, False),
             theirs=functools.partial(torchvision.ops.roi_align, x, rois, output, scale, 2, False),
             bytes_moved=out_bytes + in_bytes,
+            taps=taps,
         )
     grad = torch.randn(num_rois, CHANNELS, output, output, generator=g).to(device, dtype)
     x = x.clone().requires_grad_()
@@ -97,7 +99,14 @@ def roi_align_case(
         ours=functools.partial(step, roiops.roi_align, grad=grad),
         theirs=functools.partial(step, torchvision.ops.roi_align, grad=grad),
         bytes_moved=2 * (out_bytes + in_bytes) + x.numel() * itemsize,
+        taps=2 * taps,  # the forward's reads, the backward's scattered adds
     )
+
+
+def bilinear_taps(num_rois: int, output: int, sampling_ratio: int = 2) -> int:
+    """Corner reads (forward) or adds (backward) of RoIAlign: 4 per sample, sampling_ratio^2
+    samples per bin, for every channel -- out-of-map samples counted as taps too."""
+    return num_rois * CHANNELS * output * output * sampling_ratio**2 * 4
 
 
 def _roi_align_backward(roi_align, x, rois, output, scale, grad) -> None:
@@ -119,6 +128,8 @@ def within(
         functools.partial(_inside, context, device, prepared.ours),
         functools.partial(_inside, context, device, prepared.theirs),
         prepared.bytes_moved,
+        prepared.notes,
+        prepared.taps,
     )
 
 
@@ -171,11 +182,13 @@ def multi_scale_case(
         for lv, f in enumerate(feats.values())
         if bool((levels == lv).any())
     )
+    taps = bilinear_taps(2 * rois_per_image, output)
     if not backward:
         return Prepared(
             ours=functools.partial(ours, feats, boxes, sizes),
             theirs=functools.partial(theirs, feats, boxes, sizes),
             bytes_moved=out_bytes + in_bytes,
+            taps=taps,
         )
     leaves = {k: v.clone().requires_grad_() for k, v in feats.items()}
     grad = torch.randn(2 * rois_per_image, CHANNELS, output, output, generator=g).to(device, dtype)
@@ -185,6 +198,7 @@ def multi_scale_case(
         ours=functools.partial(step, ours),
         theirs=functools.partial(step, theirs),
         bytes_moved=2 * (out_bytes + in_bytes) + full_maps,
+        taps=2 * taps,
     )
 
 

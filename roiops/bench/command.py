@@ -125,15 +125,17 @@ def run(options: Options) -> int:
 
     from .cases import CASES
     from .chart import speedup_chart
-    from .timing import time_pair
+    from .timing import copy_bandwidth, time_pair
 
     device = options.device
+    copy = copy_bandwidth(device)
     header = {
         "device": device_name(device),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "roiops": roiops.__version__,
         "date": datetime.date.today().isoformat(),
+        "copy_GBps": round(copy, 1),
     }
     has_matplotlib = importlib.util.find_spec("matplotlib") is not None
     if not has_matplotlib:  # a GPU machine may be offline: the numbers matter more than the chart
@@ -141,7 +143,8 @@ def run(options: Options) -> int:
     selected = select(CASES, options)
     lines = [" | ".join(f"{k}: {v}" for k, v in header.items()), ""]
     title = (
-        f"| {'case':<62} | dtype    | torchvision ms | roiops ms | speedup | roiops GB/s | notes |"
+        f"| {'case':<62} | dtype    | torchvision ms | roiops ms | speedup | roiops GB/s | "
+        "% of copy | G taps/s | notes |"
     )
     lines += [title, "|" + "|".join("-" * len(c) for c in title.split("|")[1:-1]) + "|"]
     print("\n".join(lines), flush=True)
@@ -168,15 +171,20 @@ def run(options: Options) -> int:
                 "roiops_ms": ours * 1e3,
                 "speedup": theirs / ours,
                 "roiops_GBps": prepared.bytes_moved / ours / 1e9,
+                "percent_of_copy": 100 * prepared.bytes_moved / ours / 1e9 / copy,
+                "roiops_Gtaps": prepared.taps / ours / 1e9,
+                "torchvision_Gtaps": prepared.taps / theirs / 1e9,
             }
             if prepared.notes:
                 row["notes"] = prepared.notes
             rows.append(row)
             bandwidth = f"{row['roiops_GBps']:11.1f}" if prepared.bytes_moved else " " * 11
+            percent = f"{row['percent_of_copy']:8.1f}%" if prepared.bytes_moved else " " * 9
+            taps = f"{row['roiops_Gtaps']:8.2f}" if prepared.taps else " " * 8
             line = (
                 f"| {case.name:<62} | {dtype_name:<8} | {row['torchvision_ms']:14.3f} | "
-                f"{row['roiops_ms']:9.3f} | {row['speedup']:6.2f}x | {bandwidth} | "
-                f"{prepared.notes} |"
+                f"{row['roiops_ms']:9.3f} | {row['speedup']:6.2f}x | {bandwidth} | {percent} | "
+                f"{taps} | {prepared.notes} |"
             )
         lines.append(line)
         print(line, flush=True)
@@ -185,7 +193,11 @@ def run(options: Options) -> int:
         "# roiops vs torchvision\n\n"
         + "\n".join(lines)
         + "\n\nspeedup = torchvision time / roiops time; each time is the median of "
-        f"{options.rounds} interleaved rounds (`python -m roiops bench`).\n\n"
+        f"{options.rounds} interleaved rounds (`python -m roiops bench`). roiops GB/s: the "
+        "compulsory bytes of a call (inputs read once, outputs written once) over roiops' time; "
+        f"% of copy: that against this machine's copy bandwidth measured in the same run "
+        f"({copy:.1f} GB/s, read + write); G taps/s: RoIAlign's bilinear corner reads (or "
+        "the backward's adds) per second.\n\n"
         "![speedup](speedup.png)\n"
     )
     (options.out / "results.json").write_text(

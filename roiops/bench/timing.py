@@ -19,6 +19,24 @@ class Prepared:
     theirs: Callable[[], object]
     bytes_moved: int  # compulsory traffic of one call: inputs read once + outputs written once
     notes: str = ""  # what else the row should say (a deployed model's runtime, export time, size)
+    taps: int = 0  # bilinear taps of one call (RoIAlign: 4 corner reads per sample and channel)
+
+
+def copy_bandwidth(device: torch.device, megabytes: int = 256) -> float:
+    """This machine's copy bandwidth in GB/s (bytes read + written), measured now: the best of 5
+    copies of a buffer larger than the caches into another already allocated. The roofline of the
+    benchmark's memory-bound rows."""
+    source = torch.ones(megabytes << 18, device=device)  # float32: megabytes MB
+    target = torch.empty_like(source)
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else lambda: None
+    best = float("inf")
+    for _ in range(6):  # the first warms the pages up
+        synchronize()
+        start = time.perf_counter()
+        target.copy_(source)
+        synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * source.numel() * source.element_size() / best / 1e9
 
 
 def time_pair(prepared: Prepared, min_run_time: float, rounds: int) -> tuple[float, float]:
