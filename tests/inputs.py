@@ -1,13 +1,16 @@
 """Test inputs shared by the test files: random and adversarial RoIs, feature pyramids, boxes, box
-codes and anchor inputs at Mask R-CNN's shapes. Every builder is seeded, so a failure reproduces."""
+codes and anchor inputs at Mask R-CNN's shapes, and PNG files of any kind. Every builder is
+seeded, so a failure reproduces."""
 
 from __future__ import annotations
 
 import contextlib
 import math
 import os
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import torch
@@ -280,3 +283,24 @@ def assert_same_detections(ours, ref, allow_empty=False):
             assert torch.equal(o[key], r[key]), key
         if "masks" in r:
             assert_close(o["masks"], r["masks"], rtol=0, atol=PASTE_ATOL)
+
+
+def png_bytes(pixels, color_type: int, bit_depth: int = 8, palette=None, trns=None):
+    """A PNG file of pixels [H, W, C] at any bit depth (pillow writes no 16-bit colour)."""
+    import numpy as np
+
+    height, width = pixels.shape[:2]
+    dtype = ">u2" if bit_depth == 16 else "u1"
+    raw = b"".join(b"\0" + pixels[y].astype(dtype).tobytes() for y in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+    if palette is not None:
+        data += chunk(b"PLTE", np.asarray(palette, np.uint8).tobytes())
+    if trns is not None:
+        data += chunk(b"tRNS", trns)
+    return data + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")

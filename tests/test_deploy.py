@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from inputs import SMALL_DETECTOR, torchvision_detector
+from inputs import SMALL_DETECTOR, png_bytes, torchvision_detector
 from torch.testing import assert_close
 
 import roiops
@@ -413,7 +413,7 @@ def test_predict_runs_a_file_where_it_was_exported_for(held_out, exported, tmp_p
     image = sorted(held_out[0].iterdir())[0]
     for name in ["shapes.pt2", "shapes.aoti.pt2"]:
         status, printed = run_command(
-            "predict", str(out / name), str(image), "--out", str(tmp_path)
+            "predict", str(out / name), str(image), "--out", str(tmp_path / name)
         )
         assert status == 0, printed
     status, printed = run_command(
@@ -537,16 +537,22 @@ def test_cpp_runner_letterboxes_other_sizes_as_python(held_out, exported, cpp_ru
     ]
     shapes.save_images(folder, resized)
     files = [str(p) for p in sorted(folder.iterdir())]
-    package = str(exported[0] / "shapes.aoti.pt2")
+    cpp, python = cpp_and_python(cpp_runner, exported[0] / "shapes.aoti.pt2", files, tmp_path)
+    assert len(python) >= 3 and cpp == python
+
+
+def cpp_and_python(cpp_runner, package: Path, files: list[str], tmp_path: Path):
+    """The detections of the C++ runner and of Python's predict, the same package over the same
+    files, as read from their JSON files (both must succeed)."""
     result = subprocess.run(
-        [str(cpp_runner), package, *files, "--out", str(tmp_path / "cpp.json")],
+        [str(cpp_runner), str(package), *files, "--out", str(tmp_path / "cpp.json")],
         capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": ""},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    status, printed = run_command("predict", package, *files, "--out", str(tmp_path / "py"))
+    status, printed = run_command("predict", str(package), *files, "--out", str(tmp_path / "py"))
     assert status == 0, printed
     python = json.loads((tmp_path / "py" / "detections.json").read_text())
-    assert len(python) >= 3 and json.loads((tmp_path / "cpp.json").read_text()) == python
+    return json.loads((tmp_path / "cpp.json").read_text()), python
 
 
 def test_cpp_runner_says_what_is_wrong(exported, cpp_runner, tmp_path):
@@ -786,3 +792,116 @@ def test_predict_refuses_options_that_do_not_apply(exported, held_out, tmp_path,
         "predict", str(path), str(image), *argv, "--out", str(tmp_path / "out")
     )
     assert status == 2 and message in printed, printed
+
+
+@pytest.mark.parametrize("model", ["shapes.aoti.pt2", "shapes.onnx"])
+def test_a_file_that_runs_on_one_device_refuses_another(exported, model, monkeypatch):
+    """An AOTInductor package runs where it was compiled for, an ONNX file on the CPU: asked for a
+    GPU (made visible here: on a machine without one the GPU check speaks first), each says why
+    not and what to do."""
+    out, _ = exported
+    if not (out / model).exists():
+        pytest.skip(f"{model} was not exported (its extra is not installed)")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(ValueError, match=r"runs on cpu only \(\w+\), not on cuda: run it there"):
+        open_model(out / model, RunOptions(device="cuda"))
+
+
+def test_a_batch_below_the_models_smallest_is_padded(held_out, tmp_path, monkeypatch):
+    """A model exported for batches of 3 or more gets one image as a batch of 3 (copies of the
+    image) and reports the first row's detections: the same as a batch of one."""
+    from roiops.deploy import predict as predict_module
+
+    image = sorted(held_out[0].iterdir())[0]
+    opened = open_model(DEMO / "model.pt", RunOptions(image_size=(128, 128)))
+    status, _ = run_command(
+        "predict", str(DEMO / "model.pt"), str(image), "--out", str(tmp_path / "alone"),
+        "--image-size", "128x128",
+    )  # fmt: skip
+    assert status == 0
+    run_alone = opened.run
+    batches = []
+
+    def run_at_least_three(images):
+        assert images.shape[0] >= 3, "a static model of batches 3-4 refuses this batch"
+        batches.append(images)
+        return run_alone(images)
+
+    opened.info.batch_min, opened.info.batch_max = 3, 4
+    opened.run = run_at_least_three
+    monkeypatch.setattr(predict_module, "open_model", lambda *args: opened)
+    status, printed = run_command(
+        "predict", str(DEMO / "model.pt"), str(image), "--out", str(tmp_path / "padded")
+    )
+    assert status == 0, printed
+    assert len(batches) == 1 and batches[0].shape[0] == 3
+    assert torch.equal(batches[0][1], batches[0][0]) and torch.equal(batches[0][2], batches[0][0])
+    found, alone = detections_of(tmp_path / "padded"), detections_of(tmp_path / "alone")
+    assert found.keys() == alone.keys() == {0}
+    for entry, expected in zip(found[0], alone[0], strict=True):
+        assert entry["category_id"] == expected["category_id"]
+        assert entry["segmentation"] == expected["segmentation"]
+        assert entry["bbox"] == pytest.approx(expected["bbox"], abs=1e-3)
+
+
+def test_cpp_runner_reads_every_kind_of_png_as_python(held_out, exported, cpp_runner, tmp_path):
+    """16-bit colour and grey (their high byte), palettes with and without a transparent entry,
+    grey, RGBA and 16-bit grey + alpha (composited onto the mean colour): the C++ runner's
+    detections are Python's, bit for bit, so it reads each pixel as read_image does."""
+    from PIL import Image
+
+    _, images, _ = held_out
+    rng = np.random.default_rng(5)
+    pixels = [(image.permute(1, 2, 0) * 255).round().long().numpy() for image in images]
+    folder = tmp_path / "kinds"
+    folder.mkdir()
+
+    def noise(shape):  # the low bytes of 16-bit samples: read_image drops them
+        return rng.integers(0, 256, shape)
+
+    grey = [p.mean(axis=2, keepdims=True).round().astype(np.int64) for p in pixels]
+    alpha = np.linspace(0, 255, 128).round().astype(np.int64)[None, :, None].repeat(128, 0)
+    files = {
+        "rgb16": png_bytes(pixels[0] * 257 + noise((128, 128, 3)), 2, 16),
+        "grey16": png_bytes(grey[1] * 256 + noise((128, 128, 1)), 0, 16),
+        "grey8": png_bytes(grey[2], 0, 8),
+        "rgba": png_bytes(np.concatenate([pixels[3], alpha], axis=2), 6, 8),
+        "grey_alpha16": png_bytes(np.concatenate([grey[4], alpha], axis=2) * 257, 4, 16),
+    }
+    for name, data in files.items():
+        (folder / f"{name}.png").write_bytes(data)
+    quantised = Image.fromarray(pixels[5].astype(np.uint8)).quantize(32)
+    quantised.save(folder / "palette.png")
+    quantised.save(folder / "palette_trns.png", transparency=0)
+    paths = [str(p) for p in sorted(folder.iterdir())]
+    cpp, python = cpp_and_python(cpp_runner, exported[0] / "shapes.aoti.pt2", paths, tmp_path)
+    assert {d["image_id"] for d in python} == set(range(7))
+    assert cpp == python
+
+
+def test_cpp_runner_refuses_a_png_it_would_not_turn_upright(held_out, exported, cpp_runner,
+                                                            tmp_path):  # fmt: skip
+    """A PNG with an EXIF orientation (an eXIf chunk) is turned upright by Python's predict;
+    the C++ runner does not turn images, so it names that file and why, and does the others."""
+    from PIL import Image
+
+    folder, _, _ = held_out
+    image = sorted(folder.iterdir())[0]
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    with Image.open(image) as opened:
+        opened.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "turned.png", exif=exif)
+    package = str(exported[0] / "shapes.aoti.pt2")
+    result = subprocess.run(
+        [str(cpp_runner), package, str(image), str(tmp_path / "turned.png"),
+         "--out", str(tmp_path / "cpp.json")],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": ""},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "could not read 1 of 2 images" in result.stderr
+    assert "turned.png: PNG decoding failed: its EXIF orientation is 6, and this example does " \
+        "not turn images upright" in result.stderr, result.stderr  # fmt: skip
+    assert {d["image_id"] for d in json.loads((tmp_path / "cpp.json").read_text())} == {0}
+    from roiops.deploy.images import read_image
+
+    assert torch.equal(read_image(tmp_path / "turned.png"), read_image(image))  # turned back

@@ -182,33 +182,136 @@ at::Tensor paste_masks(const at::Tensor& masks, const at::Tensor& boxes, int64_t
 
 // --- images ------------------------------------------------------------------------------------
 
-// [3, H, W] float32 in [0, 1]: 8-bit RGB / 255, as predict.py's read_image.
-at::Tensor from_rgb(std::vector<uint8_t>& pixels, int64_t height, int64_t width) {
-  at::Tensor rgb = at::from_blob(pixels.data(), {height, width, 3}, at::kByte);
-  return rgb.permute({2, 0, 1}).to(at::kFloat).div_(255).contiguous();
+// --- reading PNGs as roiops/deploy/images.py's read_image does ---------------------------------
+
+constexpr uint64_t MAX_IMAGE_PIXELS = 89478485;  // pillow's decompression-bomb limit
+
+struct PngPixels {
+  std::vector<uint8_t> rgba;  // 8 bits per channel, alpha last
+  std::vector<png_bytep> rows;
+  png_uint_32 width = 0, height = 0;
+  std::string error;
+};
+
+void png_error_message(png_structp png, png_const_charp message) {
+  static_cast<PngPixels*>(png_get_error_ptr(png))->error = message;
+  png_longjmp(png, 1);
 }
 
-at::Tensor read_png(const std::string& path) {
-  png_image image{};
-  image.version = PNG_IMAGE_VERSION;
-  if (!png_image_begin_read_from_file(&image, path.c_str())) {
-    throw std::runtime_error(std::string("not a readable PNG: ") + image.message);
+void png_warning_ignored(png_structp, png_const_charp) {}
+
+// The EXIF orientation (tag 0x0112 of the first IFD) in a PNG's eXIf chunk; 1 (upright) without.
+unsigned exif_orientation(png_structp png, png_infop info) {
+#ifdef PNG_eXIf_SUPPORTED
+  png_uint_32 size = 0;
+  png_bytep exif = nullptr;
+  if (!png_get_eXIf_1(png, info, &size, &exif) || size < 8) return 1;
+  const bool little = exif[0] == 'I';  // "II": little-endian TIFF, "MM": big-endian
+  auto u16 = [&](png_uint_32 at) -> unsigned {
+    return little ? exif[at] | exif[at + 1] << 8 : exif[at] << 8 | exif[at + 1];
+  };
+  const png_uint_32 first = little ? u16(4) | png_uint_32(u16(6)) << 16
+                                   : png_uint_32(u16(4)) << 16 | u16(6);  // the IFD's offset
+  if (first > size - 2) return 1;
+  for (unsigned entry = 0, count = u16(first); entry < count; ++entry) {
+    const png_uint_32 at = first + 2 + 12 * entry;
+    if (at > size - 10) break;
+    if (u16(at) == 0x0112) return u16(at + 8);
   }
-  image.format = PNG_FORMAT_RGB;  // palettes expanded, alpha dropped, 16 bits to 8
-  std::vector<uint8_t> pixels(PNG_IMAGE_SIZE(image));  // (finish_read frees the image on failure)
-  if (!png_image_finish_read(&image, nullptr, pixels.data(), 0, nullptr)) {
-    throw std::runtime_error(std::string("PNG decoding failed: ") + image.message);
-  }
-  return from_rgb(pixels, image.height, image.width);
+#endif
+  return 1;
 }
 
-at::Tensor read_image(const std::string& path) {
+// libpng's own reading, transformed to what pillow gives: palettes expanded, greys below 8 bits
+// scaled to 8, tRNS as alpha, 16 bits to their high byte (pillow reads 16-bit colour so, and
+// read_image 16-bit grey), grey as RGB, opaque alpha added where the file has none. (libpng's
+// simplified API would treat 16-bit data as linear light and re-encode it: other values.) libpng
+// reports errors by longjmp back here: every C++ object is made before setjmp and lives on.
+bool decode_png(FILE* file, PngPixels& out) {
+  png_structp png =
+      png_create_read_struct(PNG_LIBPNG_VER_STRING, &out, png_error_message, png_warning_ignored);
+  png_infop info = png ? png_create_info_struct(png) : nullptr;
+  if (!info) {
+    out.error = "out of memory";
+    png_destroy_read_struct(&png, nullptr, nullptr);
+    return false;
+  }
+  if (setjmp(png_jmpbuf(png))) {
+    png_destroy_read_struct(&png, &info, nullptr);
+    return false;
+  }
+  png_init_io(png, file);
+  png_read_info(png, info);
+  out.width = png_get_image_width(png, info);
+  out.height = png_get_image_height(png, info);
+  if (uint64_t(out.width) * out.height > MAX_IMAGE_PIXELS) {
+    char message[128];  // (a std::string would never be destroyed: png_error longjmps)
+    std::snprintf(message, sizeof message,
+                  "%ux%u pixels, more than pillow's decompression-bomb limit of %llu",
+                  unsigned(out.width), unsigned(out.height),
+                  static_cast<unsigned long long>(MAX_IMAGE_PIXELS));
+    png_error(png, message);
+  }
+  const unsigned orientation = exif_orientation(png, info);
+  if (orientation > 1) {
+    char message[160];
+    std::snprintf(message, sizeof message,
+                  "its EXIF orientation is %u, and this example does not turn images upright "
+                  "(python -m roiops predict does)",
+                  orientation);
+    png_error(png, message);
+  }
+  png_set_expand(png);
+  png_set_strip_16(png);
+  png_set_gray_to_rgb(png);
+  png_set_add_alpha(png, 0xFF, PNG_FILLER_AFTER);
+  png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  out.rgba.resize(size_t(out.width) * out.height * 4);
+  out.rows.resize(out.height);
+  for (png_uint_32 y = 0; y < out.height; ++y) out.rows[y] = &out.rgba[size_t(y) * out.width * 4];
+  png_read_image(png, out.rows.data());
+  png_read_end(png, nullptr);
+  png_destroy_read_struct(&png, &info, nullptr);
+  return true;
+}
+
+// [3, H, W] float32 in [0, 1]: colour / 255, composited onto the model's mean colour by its alpha
+// / 255 in read_image's float operations (c * a + mean * (1 - a): for an opaque pixel exactly c).
+at::Tensor read_png(const std::string& path, const ModelInfo& info) {
+  std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!file) throw std::runtime_error("cannot open the file");
+  unsigned char signature[8] = {};
+  if (std::fread(signature, 1, 8, file.get()) != 8 || png_sig_cmp(signature, 0, 8) != 0) {
+    throw std::runtime_error("not a PNG file");
+  }
+  std::rewind(file.get());
+  PngPixels pixels;
+  if (!decode_png(file.get(), pixels)) {
+    throw std::runtime_error("PNG decoding failed: " + pixels.error);
+  }
+  const int64_t height = pixels.height, width = pixels.width;
+  at::Tensor image = at::empty({3, height, width}, at::kFloat);
+  float* planes = image.data_ptr<float>();
+  const float mean[3] = {float(info.image_mean[0]), float(info.image_mean[1]),
+                         float(info.image_mean[2])};
+  for (int64_t i = 0; i < height * width; ++i) {
+    const uint8_t* pixel = &pixels.rgba[size_t(i) * 4];
+    const float alpha = pixel[3] / 255.0f;
+    for (int c = 0; c < 3; ++c) {
+      planes[c * height * width + i] = (pixel[c] / 255.0f) * alpha + mean[c] * (1.0f - alpha);
+    }
+  }
+  return image;
+}
+
+at::Tensor read_image(const std::string& path, const ModelInfo& info) {
   std::string lower = path;
   std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
   auto ends_with = [&](const std::string& s) {
     return lower.size() >= s.size() && lower.compare(lower.size() - s.size(), s.size(), s) == 0;
   };
-  if (ends_with(".png")) return read_png(path);
+  if (ends_with(".png")) return read_png(path, info);
   throw std::runtime_error("not a PNG file (this example reads PNG only: libpng)");
 }
 
@@ -439,7 +542,7 @@ int main(int argc, char** argv) {
       std::vector<Placed> batch;
       for (size_t id = start; id < std::min(images.size(), start + batch_size); ++id) {
         try {
-          batch.push_back(place(id, images[id], read_image(images[id]), info));
+          batch.push_back(place(id, images[id], read_image(images[id], info), info));
         } catch (const std::exception& err) {
           failed.push_back(images[id] + ": " + err.what());
         }

@@ -1,140 +1,20 @@
-"""The demo's processes. One by default; `--nproc N` starts N here (torch.multiprocessing, a file
-rendezvous in a temporary folder); under `torchrun` the demo is one of the processes torchrun
-started (its RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT), on one machine or several.
-With more than one, each batch is split across them (a DistributedSampler: train.py), the model
-trains under DistributedDataParallel (gloo on CPUs, nccl on GPUs) and rank 0 evaluates and writes.
-"""
+"""The demo's processes (roiops/_processes.py: one, --nproc N, or torchrun's). With more than
+one, each batch is split across them (a DistributedSampler: train.py), the model trains under
+DistributedDataParallel (gloo on CPUs, nccl on GPUs) and rank 0 evaluates and writes."""
 
 from __future__ import annotations
 
-import gc
-import os
-import sys
-import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
-
-import torch
-
-TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-
-
-@dataclass(frozen=True)
-class Process:
-    """This process's place among the demo's: its rank, how many there are, its device."""
-
-    rank: int = 0
-    world_size: int = 1
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def mean(self, values: list[float]) -> list[float]:
-        """Each value averaged over the processes. Every process gets the same numbers back, so
-        decisions taken from them (how many steps fit the budget, when to stop) agree: a process
-        that stopped alone would leave the others waiting in DDP's all-reduce for ever."""
-        if self.world_size == 1:
-            return values
-        import torch.distributed as dist
-
-        total = torch.tensor(values, dtype=torch.float64, device=self.device)
-        dist.all_reduce(total)
-        return (total / self.world_size).tolist()
-
-
-def launched_by_torchrun() -> bool:
-    return "WORLD_SIZE" in os.environ
+from .._processes import Process, run  # noqa: F401  (the demo's modules take them from here)
+from .._processes import check as check_processes
 
 
 def check(nproc: int | None, device: str, batch_size: int) -> None:
     """A ValueError saying what is wrong with --nproc, --device or torchrun's environment, if
     anything is; called before any work."""
-    if launched_by_torchrun():
-        if nproc is not None:
-            raise ValueError(
-                f"--nproc {nproc}: this process is one of those torchrun started (WORLD_SIZE="
-                f"{os.environ['WORLD_SIZE']}), and each would start {nproc} more; leave --nproc "
-                "out (torchrun's --nproc-per-node sets the count)"
-            )
-        missing = [name for name in TORCHRUN_VARIABLES if name not in os.environ]
-        if missing:
-            raise ValueError(
-                f"WORLD_SIZE is set but {', '.join(missing)} not: start the demo's processes with "
-                "torchrun (which sets them all), or unset WORLD_SIZE for one process"
-            )
-        world_size, who = int(os.environ["WORLD_SIZE"]), "torchrun's WORLD_SIZE"
-        per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
-    else:
-        world_size = per_machine = 1 if nproc is None else nproc
-        who = "--nproc"
-        if world_size < 1:
-            raise ValueError(f"--nproc must be >= 1, got {world_size}")
+    world_size, who = check_processes(nproc, device, "demo")
     if batch_size % world_size:
         shares = ", ".join(str(n) for n in range(1, batch_size + 1) if batch_size % n == 0)
         raise ValueError(
             f"{who} {world_size}: the demo splits each batch of {batch_size} images evenly across "
             f"its processes, so their number must divide {batch_size} ({shares})"
         )
-    if world_size > 1 and not torch.distributed.is_available():
-        raise ValueError(f"{who} {world_size}: this torch was built without torch.distributed")
-    if device == "cuda":
-        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if gpus < per_machine:
-            raise ValueError(
-                f"--device cuda: {per_machine} process(es) on this machine need one GPU each, "
-                f"and this machine has {gpus}"
-            )
-
-
-def run(work: Callable[..., object], nproc: int | None, device: str) -> None:
-    """Calls work(process=...) in each of the demo's processes (check() first). With several,
-    each process exits once its work is done and the group is down (exit status 0): under
-    torchrun this does not return."""
-    if launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1:
-        rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
-        _in_group(work, rank, local_rank, int(os.environ["WORLD_SIZE"]), device, "env://")
-    elif nproc is None or nproc == 1:
-        work(process=Process(device=torch.device(device)))
-    else:
-        # Each process gets its share of this machine's threads (torchrun gives each one).
-        threads = max(1, torch.get_num_threads() // nproc)
-        with tempfile.TemporaryDirectory(prefix="roiops-demo-") as folder:
-            torch.multiprocessing.spawn(
-                _spawned,
-                args=(nproc, device, f"file://{folder}/rendezvous", threads, work),
-                nprocs=nproc,
-            )
-
-
-def _spawned(rank: int, nproc: int, device: str, rendezvous: str, threads: int, work) -> None:
-    if device == "cpu":
-        torch.set_num_threads(threads)
-    _in_group(work, rank, rank, nproc, device, rendezvous)
-
-
-def _in_group(work, rank: int, local_rank: int, world_size: int, device: str, rendezvous: str):
-    import torch.distributed as dist
-
-    if device == "cuda":
-        where = torch.device("cuda", local_rank)
-        torch.cuda.set_device(where)
-    else:
-        where = torch.device("cpu")
-    backend = "nccl" if device == "cuda" else "gloo"
-    dist.init_process_group(backend, init_method=rendezvous, rank=rank, world_size=world_size)
-    work(process=Process(rank, world_size, where))
-    # Rank 0 evaluates alone after training: the others wait for it here instead of tearing down
-    # their end of the group under it, then all leave together. (After a failure there is no
-    # teardown: the others may be inside a collective, and the launcher ends them.)
-    dist.barrier()
-    dist.destroy_process_group()
-    gc.collect()  # whatever still held the group goes now, while the interpreter is whole
-    # Finalising the interpreter on the way out, the C++ threads of a communication library can
-    # abort the process ("terminate called without an active exception": pytorch/pytorch#109478,
-    # #190489); it happened once in ~50 two-process runs here (2026-11-30, in CI). The work is
-    # done, the outputs closed and the group destroyed: leave as a forked child does.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)

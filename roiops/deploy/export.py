@@ -225,7 +225,8 @@ def export(
     if not 1 <= low <= high:
         raise ArgumentValueError(f"--batch {low} {high}: expected 1 <= min <= max")
     detector = load_detector(checkpoint)
-    images = _calibration_images(calibration) if calibration is not None else []
+    mean = tuple(detector.model.transform.image_mean)  # transparency: as predict reads it
+    images = _calibration_images(calibration, mean) if calibration is not None else []
     return export_detector(
         detector.model, detector.architecture, detector.classes, out, name, formats, image_size,
         batch, max_detections, device, dtype, paste_masks, images, stream,
@@ -328,7 +329,7 @@ def _concatenated(outputs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
     return {key: torch.cat([o[key].cpu() for o in outputs]) for key in outputs[0]}
 
 
-def _calibration_images(folder: str) -> list[torch.Tensor]:
+def _calibration_images(folder: str, background: tuple[float, ...]) -> list[torch.Tensor]:
     """The folder's images (the first CALIBRATION_IMAGES by name), [3, h, w] each."""
     from .images import check_dependencies, image_files, read_image
 
@@ -336,7 +337,7 @@ def _calibration_images(folder: str) -> list[torch.Tensor]:
     images = []
     for path in image_files([folder])[:CALIBRATION_IMAGES]:
         try:
-            images.append(read_image(path))
+            images.append(read_image(path, background))
         except Exception as err:
             raise ArgumentValueError(
                 f"--calibration: {path} cannot be read ({type(err).__name__}: {err})"
