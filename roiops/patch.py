@@ -18,6 +18,7 @@ itself before the patch (``from torchvision.ops import nms``) keeps torchvision'
 
 from __future__ import annotations
 
+import copy
 import functools
 import sys
 from dataclasses import dataclass
@@ -56,6 +57,9 @@ class _Patch:
         def dispatch(*args, **kwargs):
             return (original if torch.jit.is_tracing() else replacement)(*args, **kwargs)
 
+        # torch.jit.script compiles roiops' function itself, with its own module's names (it
+        # would compile its source -- functools.wraps' __wrapped__ -- with patch.py's).
+        dispatch.__prepare_scriptable__ = lambda: replacement
         return dispatch
 
 
@@ -140,11 +144,72 @@ def patch_torchvision() -> TorchvisionPatch:
     Calling it again while patched does nothing; unpatch_torchvision() restores torchvision."""
     if _applied:
         return TorchvisionPatch(applied_here=False)
-    for patch in _patches():
+    patches = _patches()
+    for patch in patches:
         patch.original = _own_attribute(patch.owner, patch.name)
+    patches += _scripting_patches(patches)  # (which know their originals)
+    for patch in patches:
         setattr(patch.owner, patch.name, patch.installed())
         _applied.append(patch)
     return TorchvisionPatch(applied_here=True)
+
+
+# --- torch.jit.script of a patched model ---------------------------------------------------------
+#
+# TorchScript compiles a module's methods from its class. Two patched classes cannot be compiled as
+# patched: AnchorGenerator's roiops methods take roiops' ImageList (a NamedTuple) where the RPN
+# passes torchvision's, and the box_similarity property is compiled as a method returning a
+# function, which TorchScript refuses. So torch.jit.script (through __prepare_scriptable__, which it
+# calls on every module first) gets a copy of the module tree -- each module copied, parameters and
+# buffers shared, the user's model untouched (TorchScript replaces submodules in the tree it is
+# given) -- in which those classes are subclasses with torchvision's own methods and
+# box_similarity is roiops' box_iou as an attribute. Scripted, a patched model runs roiops'
+# RoIAlign, MultiScaleRoIAlign, NMS, box_iou, box coder and mask pasting; torchvision's anchors.
+
+
+def _scripting_patches(patches: list[_Patch]) -> list[_Patch]:
+    from torchvision.models.detection import anchor_utils, generalized_rcnn, roi_heads, rpn
+
+    anchors = anchor_utils.AnchorGenerator
+    restored = {  # the subclass's attributes: torchvision's methods, or none (the property)
+        anchors: {
+            p.name: p.original for p in patches if p.owner is anchors and p.original is not _MISSING
+        },  # fmt: skip
+        rpn.RegionProposalNetwork: {"box_similarity": None},
+        roi_heads.RoIHeads: {"box_similarity": None},
+    }
+    scripting_classes = {
+        cls: type(cls.__name__, (cls,), {**attributes, "__module__": cls.__module__})
+        for cls, attributes in restored.items()
+    }
+
+    def prepare_scriptable(module):
+        if type(module) in scripting_classes.values():
+            return module  # a copy already
+        return _scripting_copy(module, scripting_classes)
+
+    return [
+        _Patch(
+            cls,
+            "__prepare_scriptable__",
+            prepare_scriptable,
+            original=_own_attribute(cls, "__prepare_scriptable__"),
+        )  # fmt: skip
+        for cls in [*scripting_classes, generalized_rcnn.GeneralizedRCNN]
+    ]
+
+
+def _scripting_copy(module: torch.nn.Module, classes: dict) -> torch.nn.Module:
+    copied = copy.copy(module)
+    copied.__dict__["_modules"] = {
+        name: None if child is None else _scripting_copy(child, classes)
+        for name, child in module._modules.items()
+    }
+    if type(module) in classes:
+        copied.__class__ = classes[type(module)]
+        if "box_similarity" in vars(classes[type(module)]):
+            copied.__dict__["box_similarity"] = box_iou
+    return copied
 
 
 def unpatch_torchvision() -> None:

@@ -52,6 +52,37 @@ def test_patched_maskrcnn_detects_the_same_on_roiops_ops(maskrcnn):
     assert_same_detections(model(images), reference)
 
 
+@torch.no_grad()
+def test_a_patched_model_scripts_and_runs_roiops_ops(maskrcnn):
+    """torch.jit.script of a torchvision detector works under the patch as without it: the
+    scripted model gives torchvision's detections and runs roiops' ops (its anchors are
+    torchvision's: roiops' take roiops' ImageList), and the eager model it came from is left as
+    it was."""
+    from torchvision.models.detection import anchor_utils, generalized_rcnn, rpn
+
+    model, images, _ = maskrcnn
+    reference = model(images)
+    with roiops.patch_torchvision():
+        scripted = torch.jit.script(model)
+        _, detections = scripted(images)
+        ops = roiops_ops_run(lambda: scripted(images))
+        assert type(model.rpn) is rpn.RegionProposalNetwork
+        assert type(model.rpn.anchor_generator) is anchor_utils.AnchorGenerator
+        assert roiops_ops_run(lambda: model(images)) >= {"roiops::grid_anchors"}  # still roiops'
+        prepared = model.__prepare_scriptable__()  # what TorchScript compiles
+        assert prepared.rpn.box_similarity is prepared.roi_heads.box_similarity is roiops.box_iou
+        assert prepared.backbone.body.conv1.weight is model.backbone.body.conv1.weight  # shared
+    assert_same_detections(detections, reference)
+    expected = {
+        "roiops::multi_scale_roi_align",
+        "roiops::batched_nms",
+        "roiops::decode_boxes",
+        "roiops::paste_masks_in_image",
+    }
+    assert expected <= ops and "roiops::grid_anchors" not in ops, ops
+    assert not hasattr(generalized_rcnn.GeneralizedRCNN, "__prepare_scriptable__")  # restored
+
+
 def test_patch_and_unpatch_restore_every_attribute():
     from torchvision.models.detection import _utils, anchor_utils, rpn
 
