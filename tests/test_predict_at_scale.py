@@ -48,10 +48,11 @@ def predict_command(folder: Path, out: Path, *extra: str) -> list[str]:
             "--image-size", "128x128", "--batch-size", "2", *extra]  # fmt: skip
 
 
-# One thread per process in every run here, so that each image's arithmetic is the same whatever
-# the number of processes: a convolution's last bits depend on how its sums are split among
-# threads (with 2 threads against 1, boxes move by ~1e-6 pixels and nothing else changes).
-ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+# Every run here: one thread per process, so that each image's arithmetic is the same whatever the
+# number of processes (a convolution's last bits depend on how its sums are split among threads:
+# with 2 threads against 1, boxes move by ~1e-6 pixels and nothing else changes); and never the
+# checkout's roiops from the working folder (torchrun's children run `-m roiops` without -P).
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONSAFEPATH": "1"}
 
 
 def run(command: list[str]) -> subprocess.CompletedProcess:
