@@ -131,7 +131,7 @@ def main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )  # fmt: skip
     except ValueError as err:  # ArgumentValueError: what was refused, before any work
         parser.error(str(err))
-    return status or 0
+    return status
 
 
 @dataclass
@@ -225,12 +225,13 @@ def predict(
     pictures: bool = True,
     nproc: int | None = None,
     readers: int = 1,
-) -> int | None:
+) -> int:
     """Runs `model` over the images (opened with `options`: device, a checkpoint's image size,
     an ONNX file's runtime, OpenVINO's precision) in this process, in `nproc` processes, or as
-    one of torchrun's; returns the exit status (1 when an image could not be read), None in a
-    torchrun process other than rank 0 (which merges). Refuses (ArgumentValueError) before any
-    work: bad options, or an OUT holding a run with other arguments."""
+    one of torchrun's; returns the exit status (1 when an image could not be read). Among
+    several torchrun processes it does not return: each exits with its status once all are done,
+    rank 0 after merging. Refuses (ArgumentValueError) before any work: bad options, or an OUT
+    holding a run with other arguments."""
     stream = stream or sys.stderr
     check_dependencies("predict")
     files = image_files(inputs)
