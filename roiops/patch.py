@@ -156,27 +156,39 @@ def patch_torchvision() -> TorchvisionPatch:
 
 # --- torch.jit.script of a patched model ---------------------------------------------------------
 #
-# TorchScript compiles a module's methods from its class. Two patched classes cannot be compiled as
-# patched: AnchorGenerator's roiops methods take roiops' ImageList (a NamedTuple) where the RPN
-# passes torchvision's, and the box_similarity property is compiled as a method returning a
-# function, which TorchScript refuses. So torch.jit.script (through __prepare_scriptable__, which it
-# calls on every module first) gets a copy of the module tree -- each module copied, parameters and
-# buffers shared, the user's model untouched (TorchScript replaces submodules in the tree it is
-# given) -- in which those classes are subclasses with torchvision's own methods and
-# box_similarity is roiops' box_iou as an attribute. Scripted, a patched model runs roiops'
-# RoIAlign, MultiScaleRoIAlign, NMS, box_iou, box coder and mask pasting; torchvision's anchors.
+# TorchScript compiles a module's methods from its class, and compiles each class once per process:
+# a torchvision class scripted before the patch would keep torchvision's ops. And two patched
+# classes cannot be compiled as patched: AnchorGenerator's roiops methods take roiops' ImageList (a
+# NamedTuple) where the RPN passes torchvision's, and the box_similarity property would be compiled
+# as a method returning a function, which TorchScript refuses. So torch.jit.script (through
+# __prepare_scriptable__, which it calls on every module first) gets a copy of the module tree --
+# each module copied, parameters and buffers shared, the user's model untouched (TorchScript
+# replaces submodules in the tree it is given) -- in which the classes the patch touches are
+# subclasses made by this patch (compiled afresh): AnchorGenerator's with torchvision's own methods,
+# the RPN's and RoI heads' with box_similarity as roiops' box_iou attribute and roiops' BoxCoder
+# (a TorchScript class cannot be subclassed). Scripted, a patched model runs roiops' RoIAlign,
+# MultiScaleRoIAlign, NMS, box_iou, box coder and mask pasting; torchvision's anchors.
 
 
 def _scripting_patches(patches: list[_Patch]) -> list[_Patch]:
-    from torchvision.models.detection import anchor_utils, generalized_rcnn, roi_heads, rpn
+    from torchvision.models.detection import (
+        anchor_utils,
+        generalized_rcnn,
+        roi_heads,
+        rpn,
+        transform,
+    )
+    from torchvision.ops import poolers
 
     anchors = anchor_utils.AnchorGenerator
-    restored = {  # the subclass's attributes: torchvision's methods, or none (the property)
+    restored = {  # each subclass's own attributes: torchvision's methods, or none (the property)
         anchors: {
             p.name: p.original for p in patches if p.owner is anchors and p.original is not _MISSING
         },  # fmt: skip
         rpn.RegionProposalNetwork: {"box_similarity": None},
         roi_heads.RoIHeads: {"box_similarity": None},
+        poolers.MultiScaleRoIAlign: {},
+        transform.GeneralizedRCNNTransform: {},  # its postprocess pastes masks
     }
     scripting_classes = {
         cls: type(cls.__name__, (cls,), {**attributes, "__module__": cls.__module__})
@@ -200,6 +212,8 @@ def _scripting_patches(patches: list[_Patch]) -> list[_Patch]:
 
 
 def _scripting_copy(module: torch.nn.Module, classes: dict) -> torch.nn.Module:
+    from torchvision.models.detection import _utils
+
     copied = copy.copy(module)
     copied.__dict__["_modules"] = {
         name: None if child is None else _scripting_copy(child, classes)
@@ -209,6 +223,9 @@ def _scripting_copy(module: torch.nn.Module, classes: dict) -> torch.nn.Module:
         copied.__class__ = classes[type(module)]
         if "box_similarity" in vars(classes[type(module)]):
             copied.__dict__["box_similarity"] = box_iou
+    coder = copied.__dict__.get("box_coder")
+    if isinstance(coder, _utils.BoxCoder):
+        copied.__dict__["box_coder"] = BoxCoder(coder.weights, coder.bbox_xform_clip)
     return copied
 
 
