@@ -51,7 +51,7 @@ def edge_rois(batch: int, height: int, width: int, dtype) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("channels", [8, 13, 37, 256])
+@pytest.mark.parametrize("channels", [1, 8, 13, 17, 37, 256])
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
 def test_channel_vectorized_path_is_torchvisions_bits(dtype, channels, layout):
     """The CPU kernels pool and scatter every channel of a bin at once on a channels-last copy of
@@ -65,7 +65,10 @@ def test_channel_vectorized_path_is_torchvisions_bits(dtype, channels, layout):
     edges = edge_rois(3, 13, 17, compute)
     if layout == "channels_last":
         x = x.contiguous(memory_format=torch.channels_last)
+    # Sampling ratio 3: 9 samples a bin, a count that is not a power of two (the backward divides
+    # by it; by a power of two it multiplies by the reciprocal, the same bits).
     for boxes, scale, sampling, aligned in [(rois, 1 / 4, 2, False), (rois, 1 / 4, -1, True),
+                                            (rois, 1 / 4, 3, False),
                                             (edges, 1.0, 1, False)]:  # fmt: skip
         inputs = x.to(dtype).clone().requires_grad_()  # a new leaf each time, x's layout
         ours = roiops.roi_align(inputs, boxes.to(compute), 7, scale, sampling, aligned)

@@ -23,6 +23,7 @@
 #include "../ops/bind_kernel.h"
 #include "../ops/roi_align.h"
 #include "roi_samples.h"
+#include "workspace.h"
 
 namespace roiops {
 namespace {
@@ -115,9 +116,9 @@ ROIOPS_ADD_SAMPLES(double)
 
 // Whether a call pools channels-last: a map already in that layout, or enough work to pay for
 // copying it there. Measured on the 2-core CPU (P2 of 256 x 200 x 336, 2026-12-07): the copy costs
-// ~26 ms (a fresh 69 MB buffer's page faults are two thirds of it); pooling 1000 RoIs of 7x7 bins
-// costs 93 ms plane-wise, 32 ms channels-last; 100 RoIs of 14x14 bins 34 and 8 ms -- even, with
-// the copy. So: at least ~5 taps (bins x 16) per pixel of the maps. Vectors need channels.
+// 9 ms (channels_last_map); pooling 1000 RoIs of 7x7 bins costs 93 ms plane-wise, 20 ms
+// channels-last; 100 RoIs of 14x14 bins 34 and 8 ms, 17 with the copy. The break-even is near
+// 2 taps (bins x 16) per pixel of the maps. Vectors need channels.
 bool pools_channels_last(const RoIAlignForwardArgs& a, int64_t bins) {
   if (a.features[0].size(1) < 8) return false;
   bool channels_last = true;
@@ -126,19 +127,83 @@ bool pools_channels_last(const RoIAlignForwardArgs& a, int64_t bins) {
     channels_last = channels_last && f.is_contiguous(at::MemoryFormat::ChannelsLast);
     pixels += f.size(0) * f.size(2) * f.size(3);
   }
-  return channels_last || a.rois.size(0) * bins * 16 >= 5 * pixels;
+  return channels_last || a.rois.size(0) * bins * 16 >= 2 * pixels;
+}
+
+// Copies map f ([N, C, H, W], any strides) into nhwc ([N, H, W, C] of acc_t), converting on the
+// way. Each pixel row is transposed in tiles of 16 channels x 16 pixels: a cache line read from
+// each of 16 planes, a cache line written per pixel. For P2 (256 x 200 x 336, 69 MB) on the
+// 2-core CPU, 2026-12-07: ATen's contiguous(ChannelsLast) 26 ms (two thirds of it page faults), its
+// permuted copy into fresh huge pages 10.7 ms, this loop 9 ms (the same, into the workspace: 7).
+template <typename scalar_t, typename acc_t>
+void copy_channels_last(const at::Tensor& f, at::Tensor& nhwc) {
+  const int64_t height = f.size(2), width = f.size(3), channels = f.size(1);
+  const scalar_t* src = f.data_ptr<scalar_t>();
+  acc_t* dst = nhwc.data_ptr<acc_t>();
+  const int64_t stride_n = f.stride(0), stride_c = f.stride(1), stride_h = f.stride(2),
+                stride_w = f.stride(3);
+  constexpr int64_t kTile = 16;  // channels x pixels: a cache line of floats either way
+  at::parallel_for(0, f.size(0) * height, 1, [&](int64_t begin, int64_t end) {
+    acc_t tile[kTile][kTile];
+    for (int64_t row = begin; row < end; ++row) {
+      const scalar_t* in = src + (row / height) * stride_n + (row % height) * stride_h;
+      acc_t* out = dst + row * width * channels;
+      for (int64_t c0 = 0; c0 < channels; c0 += kTile) {
+        const int64_t nc = std::min(kTile, channels - c0);
+        for (int64_t x0 = 0; x0 < width; x0 += kTile) {
+          const int64_t nx = std::min(kTile, width - x0);
+          for (int64_t c = 0; c < nc; ++c) {
+            const scalar_t* run = in + (c0 + c) * stride_c + x0 * stride_w;
+            for (int64_t x = 0; x < nx; ++x) tile[c][x] = static_cast<acc_t>(run[x * stride_w]);
+          }
+          for (int64_t x = 0; x < nx; ++x) {
+            acc_t* pixel = out + (x0 + x) * channels + c0;
+            for (int64_t c = 0; c < nc; ++c) pixel[c] = tile[c][x];
+          }
+        }
+      }
+    }
+  });
+}
+
+// The maps as acc_t, channels-last ([N, C, H, W] views): a map that is so already as it is, the
+// others copied into this thread's workspace (workspace.h). Each copy starts on a 64-byte boundary.
+template <typename scalar_t, typename acc_t>
+std::vector<at::Tensor> channels_last_maps(const std::vector<at::Tensor>& features) {
+  const auto acc_type = c10::CppTypeToScalarType<acc_t>::value;
+  auto is_ready = [&](const at::Tensor& f) {
+    return f.scalar_type() == acc_type && f.is_contiguous(at::MemoryFormat::ChannelsLast);
+  };
+  auto aligned = [](int64_t bytes) { return (bytes + 63) / 64 * 64; };
+  int64_t total = 0;
+  for (const at::Tensor& f : features) {
+    if (!is_ready(f)) total += aligned(f.numel() * static_cast<int64_t>(sizeof(acc_t)));
+  }
+  const at::Tensor scratch = total > 0 ? cpu::workspace(total) : at::Tensor();
+  std::vector<at::Tensor> maps;
+  int64_t offset = 0;
+  for (const at::Tensor& f : features) {
+    if (is_ready(f)) {
+      maps.push_back(f);
+      continue;
+    }
+    const int64_t bytes = f.numel() * static_cast<int64_t>(sizeof(acc_t));
+    at::Tensor nhwc = scratch.narrow(0, offset, bytes)
+                          .view(acc_type)
+                          .view({f.size(0), f.size(2), f.size(3), f.size(1)});
+    offset += aligned(bytes);
+    copy_channels_last<scalar_t, acc_t>(f, nhwc);
+    maps.push_back(nhwc.permute({0, 3, 1, 2}));
+  }
+  return maps;
 }
 
 template <typename scalar_t>
 void forward_channels_last(const RoIAlignForwardArgs& a, at::Tensor& output) {
   using acc_t = at::opmath_type<scalar_t>;
-  // The maps as acc_t, channels-last (a copy unless they are that already): the kernel then reads
-  // the values the plane-wise loop converts one by one.
-  const auto acc_type = c10::CppTypeToScalarType<acc_t>::value;
-  std::vector<at::Tensor> maps;
-  for (const at::Tensor& f : a.features) {
-    maps.push_back(f.to(acc_type).contiguous(at::MemoryFormat::ChannelsLast));
-  }
+  // The maps as acc_t, channels-last: the kernel then reads the values the plane-wise loop
+  // converts one by one.
+  const std::vector<at::Tensor> maps = channels_last_maps<scalar_t, acc_t>(a.features);
   const auto pyramid = make_pyramid<const acc_t, acc_t>(maps, a.spatial_scales);
   const int64_t num_rois = a.rois.size(0);
   const int64_t channels = pyramid.channels;
@@ -234,12 +299,48 @@ void forward_cpu(const RoIAlignForwardArgs& a, at::Tensor& output) {
 }
 
 // Backward: each thread owns a range of channels and adds RoI after RoI in index order, which is
-// torchvision's summation order per gradient plane (bit-identical sums). RoIs are scattered a few
-// channels at a time, so the planes being written (8 x H x W) stay in the cache instead of
-// every RoI touching its footprint in all of the thread's planes; the samples of a batch of RoIs
-// are built once and shared by all threads.
-constexpr int64_t kBackwardChannelsPerPass = 8;
+// torchvision's summation order per gradient plane (bit-identical sums). RoIs are scattered a
+// pass of 16 channels at a time, so the planes being written (16 x H x W) stay in the cache
+// instead of every RoI touching its footprint in all of the thread's planes; the samples of a
+// batch of RoIs are built once and shared by all threads. Per RoI and pass, the values to add are
+// computed first for the pass's channels at once, in vectors (corner_values), then added corner
+// by corner with the pass's planes side by side. Box-head case (1000 RoIs of 7x7 on P2, 2-core
+// CPU, 2026-12-07): 8-channel passes with a scalar divide per add 95 ms, this 76 ms -- a pass
+// reads the batch's samples again, and 16 channels halve those reads; 32 gained nothing more.
+constexpr int64_t kBackwardChannelsPerPass = 16;
 constexpr int64_t kBackwardPointBudget = int64_t{1} << 20;  // sample points per batch of RoIs
+
+// values[(p * 4 + corner) * n + c] = grad_by_bin[bin(p) * n + c] * w_corner(p) / divisor for the
+// points p of one RoI and its channels c in [0, n): torchvision's expression, left to right. When
+// the divisor (backward_count) is a power of two (always at a sampling ratio of 1, 2 or 4) the
+// division is a multiply by the reciprocal: both round the same exact quotient, so the bits are
+// the same, and a vector divide costs several multiplies.
+#define ROIOPS_CORNER_VALUES(T)                                                                  \
+  ROIOPS_VECTOR_CLONES void corner_values(T* __restrict values, const T* __restrict grad_by_bin, \
+                                          const SamplePoint<T>* points, const int64_t* bin_begin, \
+                                          int64_t bins, T divisor, int64_t n) {                  \
+    int exponent;                                                                                \
+    const bool power_of_two = divisor > 0 && std::frexp(divisor, &exponent) == T(0.5);           \
+    const T reciprocal = T(1) / divisor;                                                         \
+    for (int64_t bin = 0; bin < bins; ++bin) {                                                   \
+      const T* __restrict g = grad_by_bin + bin * n;                                             \
+      for (int64_t p = bin_begin[bin]; p < bin_begin[bin + 1]; ++p) {                            \
+        const T w[4] = {points[p].weights.w1, points[p].weights.w2, points[p].weights.w3,        \
+                        points[p].weights.w4};                                                   \
+        for (int corner = 0; corner < 4; ++corner) {                                             \
+          T* __restrict v = values + (p * 4 + corner) * n;                                       \
+          if (power_of_two) {                                                                    \
+            for (int64_t c = 0; c < n; ++c) v[c] = g[c] * w[corner] * reciprocal;                \
+          } else {                                                                               \
+            for (int64_t c = 0; c < n; ++c) v[c] = g[c] * w[corner] / divisor;                   \
+          }                                                                                      \
+        }                                                                                        \
+      }                                                                                          \
+    }                                                                                            \
+  }
+ROIOPS_CORNER_VALUES(float)
+ROIOPS_CORNER_VALUES(double)
+#undef ROIOPS_CORNER_VALUES
 
 void backward_cpu(const RoIAlignBackwardArgs& a, std::vector<at::Tensor>& grads) {
   const int64_t num_rois = a.rois.size(0);
@@ -272,28 +373,38 @@ void backward_cpu(const RoIAlignBackwardArgs& a, std::vector<at::Tensor>& grads)
           }
           at::parallel_for(
               0, a.channels, kBackwardChannelsPerPass, [&](int64_t c_begin, int64_t c_end) {
+                std::vector<acc_t> grad_by_bin(bins * kBackwardChannelsPerPass);
+                std::vector<acc_t> values;
                 for (int64_t c0 = c_begin; c0 < c_end; c0 += kBackwardChannelsPerPass) {
-                  const int64_t c1 = std::min(c0 + kBackwardChannelsPerPass, c_end);
+                  const int64_t n = std::min(kBackwardChannelsPerPass, c_end - c0);
                   for (size_t i = 0; i < batch_rois.size(); ++i) {
                     const RoISamples<acc_t>& samples = batch[i];
+                    const int64_t num_points = static_cast<int64_t>(samples.points.size());
+                    if (num_points == 0) continue;
                     const int64_t k = batch_rois[i];
-                    const int level = samples.level;
-                    const acc_t count = backward_count(samples.geometry);
-                    for (int64_t c = c0; c < c1; ++c) {
-                      acc_t* plane =
-                          pyramid.data[level] + pyramid.plane_offset(level, samples.batch_index, c);
-                      const scalar_t* grad_c = grad + (k * a.channels + c) * bins;
+                    const scalar_t* grad_k = grad + (k * a.channels + c0) * bins;  // [n, bins]
+                    for (int64_t c = 0; c < n; ++c) {
                       for (int64_t bin = 0; bin < bins; ++bin) {
-                        const acc_t grad_bin = static_cast<acc_t>(grad_c[bin]);
-                        for (int64_t p = samples.bin_begin[bin]; p < samples.bin_begin[bin + 1];
-                             ++p) {
-                          const SamplePoint<acc_t>& pt = samples.points[p];
-                          const acc_t w[4] = {pt.weights.w1, pt.weights.w2, pt.weights.w3,
-                                              pt.weights.w4};
-                          for (int corner = 0; corner < 4; ++corner) {
-                            plane[pt.offset[corner]] += mul_exact(grad_bin, w[corner]) / count;
-                          }
-                        }
+                        grad_by_bin[bin * n + c] = static_cast<acc_t>(grad_k[c * bins + bin]);
+                      }
+                    }
+                    values.resize(num_points * 4 * n);
+                    corner_values(values.data(), grad_by_bin.data(), samples.points.data(),
+                                  samples.bin_begin.data(), bins,
+                                  backward_count(samples.geometry), n);
+                    // Corner by corner, the pass's n planes side by side: adds to one plane
+                    // keep torchvision's order, and the n adds in flight are independent
+                    // (channel by channel, neighbouring corners that share a pixel made a chain
+                    // of dependent read-modify-writes).
+                    const int level = samples.level;
+                    acc_t* planes =
+                        pyramid.data[level] + pyramid.plane_offset(level, samples.batch_index, c0);
+                    const int64_t stride_c = pyramid.stride_c[level];
+                    const acc_t* v = values.data();
+                    for (int64_t p = 0; p < num_points; ++p) {
+                      for (int corner = 0; corner < 4; ++corner, v += n) {
+                        acc_t* pixel = planes + samples.points[p].offset[corner];
+                        for (int64_t c = 0; c < n; ++c) pixel[c * stride_c] += v[c];
                       }
                     }
                   }

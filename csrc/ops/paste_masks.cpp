@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "bind_kernel.h"
+#include "output_memory.h"
 
 namespace roiops {
 
@@ -38,7 +39,7 @@ at::Tensor paste_masks_in_image(PasteMasksKernel kernel, const at::Tensor& masks
                             image_width,
                             padding,
                             static_cast<double>(mask_w + 2 * padding) / mask_w};
-  at::Tensor out = at::empty({masks.size(0), 1, image_height, image_width}, masks.options());
+  at::Tensor out = empty_output({masks.size(0), 1, image_height, image_width}, masks.options());
   run_kernel(kernel, args, out);
   return out;
 }

@@ -11,6 +11,7 @@
 #include "../common/limits.h"
 #include "../common/roi_align_math.h"
 #include "library.h"
+#include "output_memory.h"
 
 namespace roiops {
 
@@ -183,8 +184,9 @@ RoIAlignBackwardArgs prepare_backward(const char* op, const at::Tensor& grad,
 
 at::Tensor run_forward(RoIAlignForwardKernel kernel, const RoIAlignForwardArgs& args) {
   const at::Tensor& first = args.features[0];
-  at::Tensor output = at::empty({args.rois.size(0), first.size(1), args.pooled_h, args.pooled_w},
-                                first.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor output =
+      empty_output({args.rois.size(0), first.size(1), args.pooled_h, args.pooled_w},
+                   first.options().memory_format(at::MemoryFormat::Contiguous));
   run_kernel(kernel, args, output);
   return output;
 }
@@ -196,7 +198,8 @@ std::vector<at::Tensor> run_backward(RoIAlignBackwardKernel kernel,
   std::vector<at::Tensor> grads;
   for (size_t l = 0; l < args.heights.size(); ++l) {
     grads.push_back(
-        at::zeros({args.batch_size, args.channels, args.heights[l], args.widths[l]}, options));
+        empty_output({args.batch_size, args.channels, args.heights[l], args.widths[l]}, options)
+            .zero_());
   }
   if (args.grad.numel() > 0 && args.batch_size > 0) {  // an empty output has no gradient to add
     const at::OptionalDeviceGuard device_guard(at::device_of(args.grad));

@@ -1,0 +1,21 @@
+// Memory for the large CPU outputs and workspaces of the ops.
+//
+// A fresh CPU buffer is faulted in on its first write, a 4 KB page at a time; for the outputs of
+// these ops (a 341 MB canvas of pasted masks, a 55 MB gradient map, a 50 MB pooled batch) the
+// faults cost more than the kernel that fills them. On Linux, empty_output() advises such a buffer
+// into transparent huge pages (madvise(MADV_HUGEPAGE), honoured in the kernel's default "madvise"
+// mode and in "always"), so that it faults 2 MB at a time. Measured on the project's 2-core CPU
+// (2026-12-07): writing a fresh 341 MB buffer 100 -> 14 ms, a fresh 50 MB one 15 -> 2.3 ms.
+// PyTorch's CPU allocator does the same for every allocation only under THP_MEM_ALLOC_ENABLE=1.
+// Advice only: where it is not taken (another OS, THP "never", a custom allocator) nothing else
+// changes. CUDA tensors are returned as at::empty gives them.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+namespace roiops {
+
+// at::empty(sizes, options), a large CPU buffer advised into huge pages before anything touches it.
+at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options);
+
+}  // namespace roiops
