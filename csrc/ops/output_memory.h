@@ -8,7 +8,10 @@
 // (2026-12-07): writing a fresh 341 MB buffer 100 -> 14 ms, a fresh 50 MB one 15 -> 2.3 ms.
 // PyTorch's CPU allocator does the same for every allocation only under THP_MEM_ALLOC_ENABLE=1.
 // Advice only: where it is not taken (another OS, THP "never", a custom allocator) nothing else
-// changes. CUDA tensors are returned as at::empty gives them.
+// changes. CUDA tensors are returned as at::empty gives them. One cost, on VMs that report free
+// memory to their host (the project's Firecracker machines): a huge page carved from a reported
+// block faults in the host too, ~1 ms per MB -- worse than 4 KB pages (0.3 ms per MB) for memory
+// idle for seconds, better for memory a loop frees and allocates again (README, 2026-12-07).
 #pragma once
 
 #include <ATen/core/Tensor.h>
