@@ -16,8 +16,9 @@ import torch
 
 import roiops
 
+THP = Path("/sys/kernel/mm/transparent_hugepage")
 pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux") or not Path("/sys/kernel/mm/transparent_hugepage").is_dir(),
+    not sys.platform.startswith("linux") or not THP.is_dir(),
     reason="transparent huge pages are a Linux kernel feature, absent here",
 )
 

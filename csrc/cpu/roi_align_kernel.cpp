@@ -116,7 +116,7 @@ ROIOPS_ADD_SAMPLES(double)
 
 // Whether a call pools channels-last: a map already in that layout, or enough work to pay for
 // copying it there. Measured on the 2-core CPU (P2 of 256 x 200 x 336, 2026-12-07): the copy costs
-// 9 ms (channels_last_map); pooling 1000 RoIs of 7x7 bins costs 93 ms plane-wise, 20 ms
+// 7-9 ms (copy_channels_last); pooling 1000 RoIs of 7x7 bins costs 93 ms plane-wise, 20 ms
 // channels-last; 100 RoIs of 14x14 bins 34 and 8 ms, 17 with the copy. The break-even is near
 // 2 taps (bins x 16) per pixel of the maps. Vectors need channels.
 bool pools_channels_last(const RoIAlignForwardArgs& a, int64_t bins) {
