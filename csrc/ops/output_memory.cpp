@@ -1,6 +1,9 @@
 #include "output_memory.h"
 
 #include <ATen/ATen.h>
+#include <ATen/EmptyTensor.h>
+#include <c10/core/Allocator.h>
+#include <c10/core/CPUAllocator.h>
 
 #include <cstdint>
 
@@ -10,32 +13,58 @@
 
 namespace roiops {
 
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
 namespace {
 
-// Advises the whole 2 MB blocks inside [data, data + bytes) (the block size of x86-64's and
-// 4 KB-page aarch64's huge pages; on other page sizes a block-aligned range is still page-aligned).
-void advise_huge_pages(void* data, size_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kBlock = uintptr_t{2} << 20;
-  const uintptr_t start = reinterpret_cast<uintptr_t>(data);
-  const uintptr_t begin = (start + kBlock - 1) & ~(kBlock - 1);
-  const uintptr_t end = (start + bytes) & ~(kBlock - 1);
-  if (end > begin) {
+// Allocates large buffers as mappings of their own, advised into huge pages; small ones as the
+// CPU allocator does. A mapping of its own, not malloc's heap: the advice then ends with the
+// buffer (munmap), instead of staying on a heap range that later holds small allocations -- where
+// each 2 MB fault would bloat the process (a first version advised the heap, and a later plain
+// torch.empty of the test suite landed in an advised range).
+class HugePageAllocator final : public c10::Allocator {
+ public:
+  static constexpr size_t kMinBytes = size_t{4} << 20;  // two 2 MB pages
+
+  c10::DataPtr allocate(size_t bytes) override {
+    if (bytes < kMinBytes) return c10::GetCPUAllocator()->allocate(bytes);
+    void* data = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (data == MAP_FAILED) return c10::GetCPUAllocator()->allocate(bytes);  // it reports OOM
     // The return value is ignored on purpose: advice refused leaves ordinary pages.
-    (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+    (void)madvise(data, bytes, MADV_HUGEPAGE);
+    return {data, new Mapping{data, bytes}, &unmap, c10::Device(c10::DeviceType::CPU)};
   }
-#else
-  (void)data;
-  (void)bytes;
-#endif
-}
+
+  void copy_data(void* dest, const void* src, size_t count) const override {
+    default_copy_data(dest, src, count);
+  }
+
+ private:
+  struct Mapping {
+    void* data;
+    size_t bytes;
+  };
+  static void unmap(void* context) {
+    const Mapping* m = static_cast<const Mapping*>(context);
+    munmap(m->data, m->bytes);
+    delete m;
+  }
+};
 
 }  // namespace
 
 at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
-  at::Tensor out = at::empty(sizes, options);
-  if (out.is_cpu()) advise_huge_pages(out.data_ptr(), out.nbytes());
-  return out;
+  if (options.device().type() != c10::DeviceType::CPU || options.pinned_memory()) {
+    return at::empty(sizes, options);
+  }
+  static HugePageAllocator allocator;
+  return at::detail::empty_generic(sizes, &allocator, c10::DispatchKeySet(c10::DispatchKey::CPU),
+                                   options.dtype().toScalarType(),
+                                   options.memory_format_opt());
 }
+#else
+at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  return at::empty(sizes, options);
+}
+#endif
 
 }  // namespace roiops
