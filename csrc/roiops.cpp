@@ -9,6 +9,7 @@
 
 #include <string>
 
+#include "ops/output_memory.h"
 #include "schemas.h"
 
 #ifndef ROIOPS_TORCH_VERSION
@@ -31,6 +32,8 @@ static std::string build_info() {
 TORCH_LIBRARY(roiops, m) {
   define_schemas(m);
   m.def("_build_info() -> str", &build_info);
+  m.def("_cached_output_bytes() -> int", &cached_output_bytes);
+  m.def("_release_cached_outputs() -> int", &release_cached_outputs);
 }
 
 #ifndef ROIOPS_WITH_CUDA

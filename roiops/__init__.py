@@ -13,7 +13,7 @@ from . import _extension
 _extension.load()
 
 from . import _autograd, _fake, _onnx  # noqa: E402,F401  (registrations)
-from ._extension import build_info, library_path  # noqa: E402
+from ._extension import build_info, library_path, release_cached_memory  # noqa: E402
 from ._onnx import onnx_translations  # noqa: E402
 from .errors import ArgumentError, ArgumentTypeError, ArgumentValueError  # noqa: E402
 from .ops.anchors import AnchorGenerator  # noqa: E402
@@ -58,6 +58,7 @@ __all__ = [
     "onnx_translations",
     "paste_masks_in_image",
     "patch_torchvision",
+    "release_cached_memory",
     "roi_align",
     "roi_align_sample_points",
     "unpatch_torchvision",

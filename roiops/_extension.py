@@ -65,3 +65,11 @@ def build_info() -> dict:
     the CUDA kernels were compiled in, not whether a GPU is present (torch.cuda.is_available())."""
     fields = dict(item.split("=", 1) for item in torch.ops.roiops._build_info().split(";"))
     return {"torch": fields["torch"], "cuda": fields["cuda"] == "1"}
+
+
+def release_cached_memory() -> int:
+    """Unmaps the freed CPU outputs roiops keeps for reuse (pooled batches, gradient maps, pasted
+    canvases of 4 MB or more; at most 512 MB, or ROIOPS_CPU_CACHE_MB) and returns their bytes --
+    roiops' counterpart of torch.cuda.empty_cache(). Kept memory is not lost: the next output of
+    its size reuses it without page faults."""
+    return torch.ops.roiops._release_cached_outputs()

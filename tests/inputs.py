@@ -208,13 +208,16 @@ def detection_batch(
     return images, targets
 
 
-def run_fresh_python(code: str, timeout: float) -> subprocess.CompletedProcess:
+def run_fresh_python(
+    code: str, timeout: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Runs `code` in a new interpreter that imports the same roiops as this process: -P keeps the
     working directory (a source tree that may not be built, as in CI) off sys.path, and PYTHONPATH
-    points at the folder this roiops came from (site-packages, or the in-place build)."""
+    points at the folder this roiops came from (site-packages, or the in-place build). `env` adds
+    environment variables."""
     import roiops
 
-    env = {**os.environ, "PYTHONPATH": str(Path(roiops.__file__).parent.parent)}
+    env = {**os.environ, **(env or {}), "PYTHONPATH": str(Path(roiops.__file__).parent.parent)}
     return subprocess.run(
         [sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=timeout, env=env
     )

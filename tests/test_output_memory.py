@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from inputs import run_fresh_python
 
 import roiops
 
@@ -48,7 +49,7 @@ def middle_block(tensor: torch.Tensor) -> int:
 
 
 def pasted_canvas() -> torch.Tensor:
-    masks = torch.rand(12, 1, 28, 28)
+    masks = torch.rand(12, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     boxes = torch.tensor([[10.0, 20.0, 300.0, 400.0]]).repeat(12, 1)
     return roiops.paste_masks_in_image(masks, boxes, (1067, 800))  # 41 MB
 
@@ -71,14 +72,62 @@ def test_large_cpu_outputs_are_advised_into_huge_pages(make):
     assert advised(make())
 
 
-def test_the_advice_ends_with_the_tensor():
-    """The buffer is a mapping of its own, unmapped when the tensor is freed: no advice is left on
-    memory that later holds other allocations, and no mapping leaks."""
+def cached_bytes() -> int:
+    return torch.ops.roiops._cached_output_bytes()
+
+
+def test_a_freed_output_is_kept_and_given_to_the_next_one():
+    """A freed output's mapping is kept and reused by the next output of its size (no page faults
+    in a loop); the op still writes every element of it: a reused canvas full of NaN gives the
+    first call's bits."""
+    roiops.release_cached_memory()
+    first = pasted_canvas()
+    expected, address = first.clone(), first.data_ptr()
+    first.fill_(float("nan"))
+    del first
+    assert cached_bytes() >= expected.nbytes
+    again = pasted_canvas()
+    assert again.data_ptr() == address and advised(again)
+    assert torch.equal(again, expected)
+    assert cached_bytes() == 0
+
+
+def test_release_cached_memory_unmaps_what_is_kept():
+    roiops.release_cached_memory()
     canvas = pasted_canvas()
-    block = middle_block(canvas)
-    assert "hg" in mapping_flags(block)
+    block, nbytes = middle_block(canvas), canvas.nbytes
     del canvas
-    assert "hg" not in (mapping_flags(block) or set())
+    assert "hg" in mapping_flags(block)  # kept
+    assert roiops.release_cached_memory() >= nbytes
+    assert cached_bytes() == 0
+    assert "hg" not in (mapping_flags(block) or set())  # unmapped
+
+
+CACHE_LIMIT = """
+import torch, roiops
+masks = torch.rand(12, 1, 28, 28)
+boxes = torch.tensor([[10.0, 20.0, 300.0, 400.0]]).repeat(12, 1)
+canvas = roiops.paste_masks_in_image(masks, boxes, (1067, 800))  # 41 MB
+address = canvas.data_ptr() + canvas.nbytes // 2
+del canvas
+maps = open("/proc/self/maps").read().splitlines()
+mapped = any(int(a, 16) <= address < int(b, 16) for a, b in (m.split()[0].split("-") for m in maps))
+print("kept", torch.ops.roiops._cached_output_bytes(), mapped)
+"""
+
+
+@pytest.mark.parametrize(("limit", "kept"), [("8", "kept 0 False"), ("64", "kept 41943040 True")])
+def test_the_kept_memory_has_a_limit(limit, kept):
+    """ROIOPS_CPU_CACHE_MB bounds what is kept: a freed output larger than it is unmapped."""
+    result = run_fresh_python(CACHE_LIMIT, timeout=120, env={"ROIOPS_CPU_CACHE_MB": limit})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert kept in result.stdout, result.stdout
+
+
+def test_a_bad_limit_is_a_clear_error():
+    result = run_fresh_python(CACHE_LIMIT, timeout=120, env={"ROIOPS_CPU_CACHE_MB": "lots"})
+    assert result.returncode != 0
+    assert "ROIOPS_CPU_CACHE_MB: expected a number of megabytes" in result.stderr
 
 
 def test_the_flag_is_what_the_test_reads():

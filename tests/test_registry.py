@@ -10,7 +10,8 @@ import torch
 import roiops
 
 COMPOSITE_KEYS = ("CompositeExplicitAutograd", "CompositeImplicitAutograd")
-NOT_OPS = {"roiops::_build_info"}  # a plain function of the library, no tensors
+# plain functions of the library, no tensors: its build, its kept CPU memory
+NOT_OPS = {"roiops::_build_info", "roiops::_cached_output_bytes", "roiops::_release_cached_outputs"}
 
 
 def roiops_ops() -> list[str]:

@@ -92,6 +92,30 @@ def test_the_plane_wise_and_vectorized_paths_agree_bit_for_bit():
     assert torch.equal(planes, vectors) and torch.equal(planes, tv_roi_align(x, box, 7, 0.5, 2))
 
 
+@pytest.mark.parametrize("aligned", [False, True])
+def test_the_channels_last_copy_holds_every_pixel_the_samples_read(aligned):
+    """The forward copies only the runs of 16 pixels of each row that RoIs may sample into its kept
+    workspace; the rest holds what an earlier call left. A first call fills the workspace with NaN;
+    then 1-pixel RoIs whose samples sit exactly on a run's or a row's last pixel (their bilinear
+    corners reach into the next run and row), on the map's edges, and RoIs of negative size
+    (aligned) must give torchvision's bits: a corner missed by the copy would read NaN."""
+    height, width = 40, 70
+    copies = 2 * height * width // 16 // 20 + 1  # RoIs x 1 bin x 16 >= 2 x pixels: channels-last
+    whole = torch.tensor([[0.0, 0.0, 0.0, width, height]]).repeat(20 * copies, 1)
+    poison = torch.full((1, 8, height, width), float("nan"))
+    assert roiops.roi_align(poison, whole, 1, 1.0, 1).isnan().all()  # the workspace: NaN
+    centres = [(15.0, 15.0), (16.0, 31.0), (31.0, 16.0), (47.5, 0.0), (63.0, 39.0), (69.0, 15.0),
+               (0.0, 31.0), (-1.0, 15.0), (width - 0.5, height - 0.5), (32.0, 47.0)]  # fmt: skip
+    boxes = [[0.0, x - 0.5, y - 0.5, x + 0.5, y + 0.5] for x, y in centres]
+    boxes += [[0.0, x + 0.5, y + 0.5, x - 0.5, y - 0.5] for x, y in centres]  # negative extent
+    rois = torch.tensor(boxes).repeat(copies, 1)
+    x = torch.randn(1, 8, height, width, generator=torch.Generator().manual_seed(3))
+    for output_size in [1, 3]:
+        ours = roiops.roi_align(x, rois, output_size, 1.0, 1, aligned)
+        theirs = tv_roi_align(x, rois, output_size, 1.0, 1, aligned)
+        assert torch.equal(ours, theirs), (ours - theirs).abs().max()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("aligned", [False, True])
@@ -184,6 +208,22 @@ def test_backward_matches_torchvision(device, dtype, tol, aligned, sampling_rati
     assert_close(ours.grad, ref.grad, rtol=tol, atol=tol)
     if device.type == "cpu":  # same visiting order as torchvision: identical sums
         assert torch.equal(ours.grad, ref.grad)
+
+
+def test_cpu_backward_over_several_batches_of_samples_is_torchvisions_bits():
+    """The CPU backward builds the samples of RoIs in batches of about a million points and adds
+    each batch's gradient through a channels-last buffer per 16-channel pass: a batch after the
+    first starts from what the earlier ones added. 96 overlapping RoIs of 7x7 bins sampled 16 x 16
+    (1.2 M points, two batches): the same bits as torchvision's single pass."""
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(1, 19, 30, 40, generator=g, dtype=torch.float64)
+    corner = torch.rand(96, 2, generator=g, dtype=torch.float64) * 20
+    rois = torch.cat([torch.zeros(96, 1, dtype=torch.float64), corner, corner + 12], dim=1)
+    grad = torch.randn(96, 19, 7, 7, generator=g, dtype=torch.float64)
+    ours, ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    roiops.roi_align(ours, rois, 7, 1.0, 16).backward(grad)
+    tv_roi_align(ref, rois, 7, 1.0, 16).backward(grad)
+    assert torch.equal(ours.grad, ref.grad)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <tuple>
 #include <vector>
@@ -77,9 +78,9 @@ std::vector<int64_t> spatial_order(const FeaturePyramid<scalar_t, acc_t>& pyrami
 }
 
 // --- channels-last forward: every channel of a bin at once ----------------------------------------
-// (The backward stays plane-wise: scattering channels-last into a map larger than the caches, and
-// transposing the gradient back, measured slower than its 8-channel passes, which keep the planes
-// being written in the cache: 1000 RoIs 183 against 133 ms, 100 RoIs of 14x14 135 against 76.)
+// (The backward scatters channels-last only within a pass of 16 channels: scattering every channel
+// into a channels-last map larger than the caches, and transposing the gradient back, measured
+// slower than plane-wise passes: 1000 RoIs 183 against 133 ms, 100 RoIs of 14x14 135 against 76.)
 // Per bin, every channel samples the same points with the same weights. With the map channels-last
 // ([N, H, W, C] in memory), a sample's four corners are four contiguous runs of C values, and the
 // per-channel sums are one loop over C that the compiler vectorizes: the same operations on every
@@ -130,27 +131,90 @@ bool pools_channels_last(const RoIAlignForwardArgs& a, int64_t bins) {
   return channels_last || a.rois.size(0) * bins * 16 >= 2 * pixels;
 }
 
+// The runs of kBlock pixels of each map row that the RoIs' samples may read, per image:
+// touched[level][(n * height + y) * blocks_w + x / kBlock]. The channels-last copy skips the
+// others (their workspace bytes are whatever an earlier call left). Conservative: a RoI marks its
+// extent on the map widened by 2 pixels, which holds every bilinear corner its samples read (a
+// sample lies within the extent, up to rounding; its corners are the pixels floor(y) and
+// floor(y) + 1, clamped into the map); a RoI with non-finite or huge coordinates marks the whole
+// map. Multi-scale mask-head pooling of 2 images (bench case) marks 116 of the maps' 183 MB
+// (blocks of 16 x 16 pixels would mark 142 MB: small RoIs on P2 are a few pixels high).
+constexpr int64_t kBlock = 16;  // the copy's tile width
+
+struct MapBlocks {
+  std::vector<std::vector<uint8_t>> touched;  // per level
+};
+
+template <typename acc_t>
+MapBlocks touched_blocks(const RoIAlignForwardArgs& a, const acc_t* rois, const int64_t* levels) {
+  MapBlocks m;
+  const int64_t num_levels = static_cast<int64_t>(a.features.size());
+  for (const at::Tensor& f : a.features) {
+    const int64_t blocks_w = (f.size(3) + kBlock - 1) / kBlock;
+    m.touched.emplace_back(f.size(0) * f.size(2) * blocks_w, uint8_t{0});
+  }
+  constexpr double kHuge = double{1 << 20};  // beyond it, float rounding exceeds the margin
+  // Pixel range [first, last] of one axis that samples spaced `bin` from `start` may read.
+  auto extent = [&](double start, double bin, int64_t pooled, int64_t size, int64_t* first,
+                    int64_t* last) {
+    const double end = start + bin * static_cast<double>(pooled);
+    const double lo = std::min(start, end), hi = std::max(start, end);
+    if (!(lo > -kHuge && hi < kHuge)) {  // NaN too
+      *first = 0;
+      *last = size - 1;
+      return;
+    }
+    *first = std::max<int64_t>(0, static_cast<int64_t>(std::floor(lo)) - 2);
+    *last = std::min<int64_t>(size - 1, static_cast<int64_t>(std::floor(hi)) + 2);
+  };
+  for (int64_t k = 0; k < a.rois.size(0); ++k) {
+    const int64_t l = levels != nullptr ? levels[k] : 0;
+    if (!is_level_index(l, static_cast<int>(num_levels))) continue;
+    const acc_t* r = rois + 5 * k;
+    const RoIGeometry<acc_t> g = roi_geometry(
+        r[1], r[2], r[3], r[4], static_cast<acc_t>(a.spatial_scales[l]),
+        static_cast<int>(a.pooled_h), static_cast<int>(a.pooled_w),
+        static_cast<int>(a.sampling_ratio), a.aligned);
+    const int64_t height = a.features[l].size(2), width = a.features[l].size(3);
+    const int64_t blocks_w = (width + kBlock - 1) / kBlock;
+    int64_t y0, y1, x0, x1;
+    extent(g.start_h, g.bin_h, a.pooled_h, height, &y0, &y1);
+    extent(g.start_w, g.bin_w, a.pooled_w, width, &x0, &x1);
+    if (y0 > y1 || x0 > x1) continue;
+    uint8_t* rows = m.touched[l].data() + static_cast<int64_t>(r[0]) * height * blocks_w;
+    for (int64_t y = y0; y <= y1; ++y) {
+      std::fill(rows + y * blocks_w + x0 / kBlock, rows + y * blocks_w + x1 / kBlock + 1,
+                uint8_t{1});
+    }
+  }
+  return m;
+}
+
 // Copies map f ([N, C, H, W], any strides) into nhwc ([N, H, W, C] of acc_t), converting on the
-// way. Each pixel row is transposed in tiles of 16 channels x 16 pixels: a cache line read from
-// each of 16 planes, a cache line written per pixel. For P2 (256 x 200 x 336, 69 MB) on the
+// way, the runs of pixels `touched` marks (touched_blocks; nullptr: all). Each pixel row is
+// transposed in tiles of 16 channels x 16 pixels: a cache line read from each of 16 planes, a
+// cache line written per pixel. For P2 (256 x 200 x 336, 69 MB) on the
 // 2-core CPU, 2026-12-07: ATen's contiguous(ChannelsLast) 26 ms (two thirds of it page faults), its
 // permuted copy into fresh huge pages 10.7 ms, this loop 9 ms (the same, into the workspace: 7).
 template <typename scalar_t, typename acc_t>
-void copy_channels_last(const at::Tensor& f, at::Tensor& nhwc) {
+void copy_channels_last(const at::Tensor& f, at::Tensor& nhwc, const uint8_t* touched) {
   const int64_t height = f.size(2), width = f.size(3), channels = f.size(1);
   const scalar_t* src = f.data_ptr<scalar_t>();
   acc_t* dst = nhwc.data_ptr<acc_t>();
   const int64_t stride_n = f.stride(0), stride_c = f.stride(1), stride_h = f.stride(2),
                 stride_w = f.stride(3);
-  constexpr int64_t kTile = 16;  // channels x pixels: a cache line of floats either way
+  constexpr int64_t kTile = kBlock;  // channels x pixels: a cache line of floats either way
+  const int64_t blocks_w = (width + kBlock - 1) / kBlock;
   at::parallel_for(0, f.size(0) * height, 1, [&](int64_t begin, int64_t end) {
     acc_t tile[kTile][kTile];
     for (int64_t row = begin; row < end; ++row) {
       const scalar_t* in = src + (row / height) * stride_n + (row % height) * stride_h;
       acc_t* out = dst + row * width * channels;
+      const uint8_t* row_blocks = touched != nullptr ? touched + row * blocks_w : nullptr;
       for (int64_t c0 = 0; c0 < channels; c0 += kTile) {
         const int64_t nc = std::min(kTile, channels - c0);
         for (int64_t x0 = 0; x0 < width; x0 += kTile) {
+          if (row_blocks != nullptr && !row_blocks[x0 / kBlock]) continue;
           const int64_t nx = std::min(kTile, width - x0);
           for (int64_t c = 0; c < nc; ++c) {
             const scalar_t* run = in + (c0 + c) * stride_c + x0 * stride_w;
@@ -167,9 +231,11 @@ void copy_channels_last(const at::Tensor& f, at::Tensor& nhwc) {
 }
 
 // The maps as acc_t, channels-last ([N, C, H, W] views): a map that is so already as it is, the
-// others copied into this thread's workspace (workspace.h). Each copy starts on a 64-byte boundary.
+// others copied into this thread's workspace (workspace.h), the runs `blocks` marks of them.
+// Each copy starts on a 64-byte boundary.
 template <typename scalar_t, typename acc_t>
-std::vector<at::Tensor> channels_last_maps(const std::vector<at::Tensor>& features) {
+std::vector<at::Tensor> channels_last_maps(const std::vector<at::Tensor>& features,
+                                           const MapBlocks& blocks) {
   const auto acc_type = c10::CppTypeToScalarType<acc_t>::value;
   auto is_ready = [&](const at::Tensor& f) {
     return f.scalar_type() == acc_type && f.is_contiguous(at::MemoryFormat::ChannelsLast);
@@ -182,7 +248,8 @@ std::vector<at::Tensor> channels_last_maps(const std::vector<at::Tensor>& featur
   const at::Tensor scratch = total > 0 ? cpu::workspace(total) : at::Tensor();
   std::vector<at::Tensor> maps;
   int64_t offset = 0;
-  for (const at::Tensor& f : features) {
+  for (size_t l = 0; l < features.size(); ++l) {
+    const at::Tensor& f = features[l];
     if (is_ready(f)) {
       maps.push_back(f);
       continue;
@@ -192,7 +259,7 @@ std::vector<at::Tensor> channels_last_maps(const std::vector<at::Tensor>& featur
                           .view(acc_type)
                           .view({f.size(0), f.size(2), f.size(3), f.size(1)});
     offset += aligned(bytes);
-    copy_channels_last<scalar_t, acc_t>(f, nhwc);
+    copy_channels_last<scalar_t, acc_t>(f, nhwc, blocks.touched[l].data());
     maps.push_back(nhwc.permute({0, 3, 1, 2}));
   }
   return maps;
@@ -203,14 +270,15 @@ void forward_channels_last(const RoIAlignForwardArgs& a, at::Tensor& output) {
   using acc_t = at::opmath_type<scalar_t>;
   // The maps as acc_t, channels-last: the kernel then reads the values the plane-wise loop
   // converts one by one.
-  const std::vector<at::Tensor> maps = channels_last_maps<scalar_t, acc_t>(a.features);
-  const auto pyramid = make_pyramid<const acc_t, acc_t>(maps, a.spatial_scales);
   const int64_t num_rois = a.rois.size(0);
-  const int64_t channels = pyramid.channels;
-  const int64_t bins = a.pooled_h * a.pooled_w;
   const acc_t* rois = a.rois.data_ptr<acc_t>();
   const int64_t* levels = a.levels.defined() ? a.levels.data_ptr<int64_t>() : nullptr;
-  check_batch_indices(a.op, rois, num_rois, pyramid.batch);
+  check_batch_indices(a.op, rois, num_rois, a.features[0].size(0));
+  const std::vector<at::Tensor> maps =
+      channels_last_maps<scalar_t, acc_t>(a.features, touched_blocks(a, rois, levels));
+  const auto pyramid = make_pyramid<const acc_t, acc_t>(maps, a.spatial_scales);
+  const int64_t channels = pyramid.channels;
+  const int64_t bins = a.pooled_h * a.pooled_w;
   scalar_t* out = output.data_ptr<scalar_t>();
   const std::vector<int64_t> order = spatial_order(pyramid, rois, levels, num_rois);
   at::parallel_for(0, num_rois, roi_grain(bins, channels), [&](int64_t begin, int64_t end) {
@@ -300,13 +368,16 @@ void forward_cpu(const RoIAlignForwardArgs& a, at::Tensor& output) {
 
 // Backward: each thread owns a range of channels and adds RoI after RoI in index order, which is
 // torchvision's summation order per gradient plane (bit-identical sums). RoIs are scattered a
-// pass of 16 channels at a time, so the planes being written (16 x H x W) stay in the cache
-// instead of every RoI touching its footprint in all of the thread's planes; the samples of a
-// batch of RoIs are built once and shared by all threads. Per RoI and pass, the values to add are
-// computed first for the pass's channels at once, in vectors (corner_values), then added corner
-// by corner with the pass's planes side by side. Box-head case (1000 RoIs of 7x7 on P2, 2-core
-// CPU, 2026-12-07): 8-channel passes with a scalar divide per add 95 ms, this 76 ms -- a pass
-// reads the batch's samples again, and 16 channels halve those reads; 32 gained nothing more.
+// pass of 16 channels at a time; the samples of a batch of RoIs are built once and shared by all
+// threads. Per RoI and pass, the values to add are computed first for the pass's channels at
+// once, in vectors (corner_values), then added corner by corner into a channels-last buffer of
+// the pass's 16 channels ([pixel][16], in this thread's workspace; 4.3 MB for a P2 map), where a
+// corner's adds are one cache line instead of 16 lines a plane apart; the buffer is moved into the
+// planes at the end of the pass (and out of them first when an earlier batch of RoIs added to
+// them). Box-head case (1000 RoIs of 7x7 on P2, 2-core CPU, 2026-12-07): 8-channel passes with a
+// scalar divide per add 95 ms, 16-channel passes with vector values 76 ms -- 32 gained nothing
+// more; forward + backward with the channels-last buffer 71 against 106 ms adding into the planes
+// (in one process, alternating).
 constexpr int64_t kBackwardChannelsPerPass = 16;
 constexpr int64_t kBackwardPointBudget = int64_t{1} << 20;  // sample points per batch of RoIs
 
@@ -354,8 +425,13 @@ void backward_cpu(const RoIAlignBackwardArgs& a, std::vector<at::Tensor>& grads)
         check_batch_indices(a.op, rois, num_rois, pyramid.batch);
         const scalar_t* grad = a.grad.data_ptr<scalar_t>();
 
+        // Sample offsets index the pixels of a contiguous map (run_backward allocates them so).
+        for (int l = 0; l < pyramid.num_levels; ++l) {
+          TORCH_INTERNAL_ASSERT(pyramid.stride_w[l] == 1 && pyramid.stride_h[l] == pyramid.width[l]);
+        }
         std::vector<RoISamples<acc_t>> batch;
         std::vector<int64_t> batch_rois;  // RoI index of each loaded entry, ascending
+        bool first_batch = true;  // the maps are still zero (run_backward)
         for (int64_t next = 0; next < num_rois;) {
           // Load RoIs in order until the batch holds kBackwardPointBudget points (at least one
           // RoI).
@@ -371,12 +447,65 @@ void backward_cpu(const RoIAlignBackwardArgs& a, std::vector<at::Tensor>& grads)
             }
             ++next;
           }
+          // The (level, image) maps this batch adds to, and where each one's pixels start in a
+          // pass's channels-last buffer.
+          std::vector<uint8_t> used(pyramid.num_levels * pyramid.batch, 0);
+          for (size_t i = 0; i < batch_rois.size(); ++i) {
+            used[batch[i].level * pyramid.batch + batch[i].batch_index] = 1;
+          }
+          std::vector<int64_t> first_pixel(pyramid.num_levels * pyramid.batch + 1, 0);
+          for (int l = 0; l < pyramid.num_levels; ++l) {
+            for (int64_t b = 0; b < pyramid.batch; ++b) {
+              const int64_t m = l * pyramid.batch + b;
+              first_pixel[m + 1] =
+                  first_pixel[m] + (used[m] ? int64_t{pyramid.height[l]} * pyramid.width[l] : 0);
+            }
+          }
+          const int64_t buffer_pixels = first_pixel.back();
+          const bool planes_are_zero = first_batch;  // the buffer starts at zero, not read in
+          first_batch = false;
           at::parallel_for(
               0, a.channels, kBackwardChannelsPerPass, [&](int64_t c_begin, int64_t c_end) {
                 std::vector<acc_t> grad_by_bin(bins * kBackwardChannelsPerPass);
                 std::vector<acc_t> values;
+                const at::Tensor scratch = cpu::workspace(
+                    buffer_pixels * kBackwardChannelsPerPass * static_cast<int64_t>(sizeof(acc_t)));
+                acc_t* buffer = static_cast<acc_t*>(scratch.data_ptr());
+                // Moves the pass's n planes of every used map into the buffer ([pixel][16]) or
+                // back, a run of 16 pixels at a time.
+                auto transpose = [&](int64_t c0, int64_t n, bool into_buffer) {
+                  for (int l = 0; l < pyramid.num_levels; ++l) {
+                    for (int64_t b = 0; b < pyramid.batch; ++b) {
+                      const int64_t m = l * pyramid.batch + b;
+                      if (!used[m]) continue;
+                      acc_t* cl = buffer + first_pixel[m] * kBackwardChannelsPerPass;
+                      acc_t* planes = pyramid.data[l] + pyramid.plane_offset(l, b, c0);
+                      const int64_t stride_c = pyramid.stride_c[l];
+                      const int64_t count = first_pixel[m + 1] - first_pixel[m];
+                      if (into_buffer && planes_are_zero) {
+                        std::fill(cl, cl + count * kBackwardChannelsPerPass, acc_t(0));
+                        continue;
+                      }
+                      for (int64_t i0 = 0; i0 < count; i0 += 16) {
+                        const int64_t run = std::min<int64_t>(16, count - i0);
+                        for (int64_t c = 0; c < n; ++c) {
+                          acc_t* plane = planes + c * stride_c + i0;
+                          acc_t* column = cl + i0 * kBackwardChannelsPerPass + c;
+                          for (int64_t j = 0; j < run; ++j) {
+                            if (into_buffer) {
+                              column[j * kBackwardChannelsPerPass] = plane[j];
+                            } else {
+                              plane[j] = column[j * kBackwardChannelsPerPass];
+                            }
+                          }
+                        }
+                      }
+                    }
+                  }
+                };
                 for (int64_t c0 = c_begin; c0 < c_end; c0 += kBackwardChannelsPerPass) {
                   const int64_t n = std::min(kBackwardChannelsPerPass, c_end - c0);
+                  transpose(c0, n, true);
                   for (size_t i = 0; i < batch_rois.size(); ++i) {
                     const RoISamples<acc_t>& samples = batch[i];
                     const int64_t num_points = static_cast<int64_t>(samples.points.size());
@@ -392,22 +521,22 @@ void backward_cpu(const RoIAlignBackwardArgs& a, std::vector<at::Tensor>& grads)
                     corner_values(values.data(), grad_by_bin.data(), samples.points.data(),
                                   samples.bin_begin.data(), bins,
                                   backward_count(samples.geometry), n);
-                    // Corner by corner, the pass's n planes side by side: adds to one plane
-                    // keep torchvision's order, and the n adds in flight are independent
-                    // (channel by channel, neighbouring corners that share a pixel made a chain
-                    // of dependent read-modify-writes).
-                    const int level = samples.level;
-                    acc_t* planes =
-                        pyramid.data[level] + pyramid.plane_offset(level, samples.batch_index, c0);
-                    const int64_t stride_c = pyramid.stride_c[level];
+                    // Corner by corner, into the pass's n channels of the corner's pixel: one
+                    // cache line (the planes themselves: n lines a plane apart), and adds to
+                    // one channel keep torchvision's order.
+                    acc_t* pixels =
+                        buffer + first_pixel[samples.level * pyramid.batch + samples.batch_index] *
+                                     kBackwardChannelsPerPass;
                     const acc_t* v = values.data();
                     for (int64_t p = 0; p < num_points; ++p) {
                       for (int corner = 0; corner < 4; ++corner, v += n) {
-                        acc_t* pixel = planes + samples.points[p].offset[corner];
-                        for (int64_t c = 0; c < n; ++c) pixel[c * stride_c] += v[c];
+                        acc_t* pixel =
+                            pixels + samples.points[p].offset[corner] * kBackwardChannelsPerPass;
+                        for (int64_t c = 0; c < n; ++c) pixel[c] += v[c];
                       }
                     }
                   }
+                  transpose(c0, n, false);
                 }
               });
         }

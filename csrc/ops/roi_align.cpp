@@ -206,7 +206,10 @@ std::vector<at::Tensor> run_backward(RoIAlignBackwardKernel kernel,
     kernel(args, grads);
   }
   for (at::Tensor& g : grads) {
-    if (g.scalar_type() != args.grad.scalar_type()) g = g.to(args.grad.scalar_type());
+    if (g.scalar_type() == args.grad.scalar_type()) continue;
+    at::Tensor rounded = empty_output(g.sizes(), g.options().dtype(args.grad.scalar_type()));
+    rounded.copy_(g);
+    g = std::move(rounded);
   }
   return grads;
 }
