@@ -226,6 +226,24 @@ def test_cpu_backward_over_several_batches_of_samples_is_torchvisions_bits():
     assert torch.equal(ours.grad, ref.grad)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cpu_backward_over_maps_in_several_groups_is_torchvisions_bits(dtype):
+    """The CPU backward's channels-last buffer holds at most 8 MB of maps (a pixel's 16 channels);
+    2 images of 300 x 300 take it in two groups (float64: three), each with the RoIs of its
+    maps: the same bits as torchvision."""
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(2, 3, 300, 300, generator=g, dtype=dtype)
+    corner = torch.rand(40, 2, generator=g, dtype=dtype) * 250
+    size = torch.rand(40, 2, generator=g, dtype=dtype) * 60 + 1
+    index = (torch.arange(40) % 2).to(dtype)[:, None]
+    rois = torch.cat([index, corner, corner + size], dim=1)
+    grad = torch.randn(40, 3, 7, 7, generator=g, dtype=dtype)
+    ours, ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    roiops.roi_align(ours, rois, 7, 1.0, 2).backward(grad)
+    tv_roi_align(ref, rois, 7, 1.0, 2).backward(grad)
+    assert torch.equal(ours.grad, ref.grad)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_reduced_precision_backward_accumulates_in_float32(device, dtype):
     x, rois = roi_align_case(device, dtype, 1 / 4, seed=2)

@@ -371,7 +371,7 @@ void forward_cpu(const RoIAlignForwardArgs& a, at::Tensor& output) {
 // pass of 16 channels at a time; the samples of a batch of RoIs are built once and shared by all
 // threads. Per RoI and pass, the values to add are computed first for the pass's channels at
 // once, in vectors (corner_values), then added corner by corner into a channels-last buffer of
-// the pass's 16 channels ([pixel][16], in this thread's workspace; 4.3 MB for a P2 map), where a
+// the pass's 16 channels ([pixel][16], at most kBackwardBufferBytes a thread), where a
 // corner's adds are one cache line instead of 16 lines a plane apart; the buffer is moved into the
 // planes at the end of the pass (and out of them first when an earlier batch of RoIs added to
 // them). Box-head case (1000 RoIs of 7x7 on P2, 2-core CPU, 2026-12-07): 8-channel passes with a
@@ -380,6 +380,9 @@ void forward_cpu(const RoIAlignForwardArgs& a, at::Tensor& output) {
 // (in one process, alternating).
 constexpr int64_t kBackwardChannelsPerPass = 16;
 constexpr int64_t kBackwardPointBudget = int64_t{1} << 20;  // sample points per batch of RoIs
+// A thread's channels-last buffer: the maps of a batch are added to in groups that fit it (P2 of
+// an 800 x 1344 image is 4.3 MB), so that memory does not grow with the batch size x threads.
+constexpr int64_t kBackwardBufferBytes = int64_t{8} << 20;
 
 // values[(p * 4 + corner) * n + c] = grad_by_bin[bin(p) * n + c] * w_corner(p) / divisor for the
 // points p of one RoI and its channels c in [0, n): torchvision's expression, left to right. When
@@ -427,7 +430,8 @@ void backward_cpu(const RoIAlignBackwardArgs& a, std::vector<at::Tensor>& grads)
 
         // Sample offsets index the pixels of a contiguous map (run_backward allocates them so).
         for (int l = 0; l < pyramid.num_levels; ++l) {
-          TORCH_INTERNAL_ASSERT(pyramid.stride_w[l] == 1 && pyramid.stride_h[l] == pyramid.width[l]);
+          TORCH_INTERNAL_ASSERT(pyramid.stride_w[l] == 1 &&
+                                pyramid.stride_h[l] == pyramid.width[l]);
         }
         std::vector<RoISamples<acc_t>> batch;
         std::vector<int64_t> batch_rois;  // RoI index of each loaded entry, ascending
@@ -447,56 +451,68 @@ void backward_cpu(const RoIAlignBackwardArgs& a, std::vector<at::Tensor>& grads)
             }
             ++next;
           }
-          // The (level, image) maps this batch adds to, and where each one's pixels start in a
-          // pass's channels-last buffer.
-          std::vector<uint8_t> used(pyramid.num_levels * pyramid.batch, 0);
-          for (size_t i = 0; i < batch_rois.size(); ++i) {
-            used[batch[i].level * pyramid.batch + batch[i].batch_index] = 1;
-          }
-          std::vector<int64_t> first_pixel(pyramid.num_levels * pyramid.batch + 1, 0);
-          for (int l = 0; l < pyramid.num_levels; ++l) {
-            for (int64_t b = 0; b < pyramid.batch; ++b) {
-              const int64_t m = l * pyramid.batch + b;
-              first_pixel[m + 1] =
-                  first_pixel[m] + (used[m] ? int64_t{pyramid.height[l]} * pyramid.width[l] : 0);
+          // The (level, image) maps this batch adds to, in groups whose channels-last buffer
+          // fits kBackwardBufferBytes (a map larger than that is a group of its own), and where
+          // each map's pixels start in its group's buffer.
+          const int64_t num_maps = pyramid.num_levels * pyramid.batch;
+          auto map_of = [&](const RoISamples<acc_t>& s) {
+            return s.level * pyramid.batch + s.batch_index;
+          };
+          std::vector<uint8_t> used(num_maps, 0);
+          for (size_t i = 0; i < batch_rois.size(); ++i) used[map_of(batch[i])] = 1;
+          constexpr int64_t kPixelBytes = kBackwardChannelsPerPass * sizeof(acc_t);
+          std::vector<int64_t> group_of(num_maps, -1), first_pixel(num_maps, 0),
+              num_pixels(num_maps, 0);
+          int64_t num_groups = 0, group_pixels = 0, buffer_pixels = 0;
+          for (int64_t m = 0; m < num_maps; ++m) {
+            if (!used[m]) continue;
+            const int l = static_cast<int>(m / pyramid.batch);
+            num_pixels[m] = int64_t{pyramid.height[l]} * pyramid.width[l];
+            if (num_groups == 0 || (group_pixels + num_pixels[m]) * kPixelBytes >
+                                       kBackwardBufferBytes) {
+              ++num_groups;
+              group_pixels = 0;
             }
+            group_of[m] = num_groups - 1;
+            first_pixel[m] = group_pixels;
+            group_pixels += num_pixels[m];
+            buffer_pixels = std::max(buffer_pixels, group_pixels);
           }
-          const int64_t buffer_pixels = first_pixel.back();
           const bool planes_are_zero = first_batch;  // the buffer starts at zero, not read in
           first_batch = false;
           at::parallel_for(
               0, a.channels, kBackwardChannelsPerPass, [&](int64_t c_begin, int64_t c_end) {
                 std::vector<acc_t> grad_by_bin(bins * kBackwardChannelsPerPass);
                 std::vector<acc_t> values;
-                const at::Tensor scratch = cpu::workspace(
-                    buffer_pixels * kBackwardChannelsPerPass * static_cast<int64_t>(sizeof(acc_t)));
+                // From the kept outputs (output_memory.h): bounded for all threads together.
+                const at::Tensor scratch =
+                    empty_output({buffer_pixels * kPixelBytes}, at::TensorOptions(at::kByte));
                 acc_t* buffer = static_cast<acc_t*>(scratch.data_ptr());
-                // Moves the pass's n planes of every used map into the buffer ([pixel][16]) or
+                // Moves the pass's n planes of group g's maps into the buffer ([pixel][16]) or
                 // back, a run of 16 pixels at a time.
-                auto transpose = [&](int64_t c0, int64_t n, bool into_buffer) {
-                  for (int l = 0; l < pyramid.num_levels; ++l) {
-                    for (int64_t b = 0; b < pyramid.batch; ++b) {
-                      const int64_t m = l * pyramid.batch + b;
-                      if (!used[m]) continue;
-                      acc_t* cl = buffer + first_pixel[m] * kBackwardChannelsPerPass;
-                      acc_t* planes = pyramid.data[l] + pyramid.plane_offset(l, b, c0);
-                      const int64_t stride_c = pyramid.stride_c[l];
-                      const int64_t count = first_pixel[m + 1] - first_pixel[m];
-                      if (into_buffer && planes_are_zero) {
-                        std::fill(cl, cl + count * kBackwardChannelsPerPass, acc_t(0));
-                        continue;
-                      }
-                      for (int64_t i0 = 0; i0 < count; i0 += 16) {
-                        const int64_t run = std::min<int64_t>(16, count - i0);
-                        for (int64_t c = 0; c < n; ++c) {
-                          acc_t* plane = planes + c * stride_c + i0;
-                          acc_t* column = cl + i0 * kBackwardChannelsPerPass + c;
-                          for (int64_t j = 0; j < run; ++j) {
-                            if (into_buffer) {
-                              column[j * kBackwardChannelsPerPass] = plane[j];
-                            } else {
-                              plane[j] = column[j * kBackwardChannelsPerPass];
-                            }
+                auto transpose = [&](int64_t g, int64_t c0, int64_t n, bool into_buffer) {
+                  for (int64_t m = 0; m < num_maps; ++m) {
+                    if (group_of[m] != g) continue;
+                    const int l = static_cast<int>(m / pyramid.batch);
+                    acc_t* cl = buffer + first_pixel[m] * kBackwardChannelsPerPass;
+                    acc_t* planes =
+                        pyramid.data[l] + pyramid.plane_offset(l, m % pyramid.batch, c0);
+                    const int64_t stride_c = pyramid.stride_c[l];
+                    const int64_t count = num_pixels[m];
+                    if (into_buffer && planes_are_zero) {
+                      std::fill(cl, cl + count * kBackwardChannelsPerPass, acc_t(0));
+                      continue;
+                    }
+                    for (int64_t i0 = 0; i0 < count; i0 += 16) {
+                      const int64_t run = std::min<int64_t>(16, count - i0);
+                      for (int64_t c = 0; c < n; ++c) {
+                        acc_t* plane = planes + c * stride_c + i0;
+                        acc_t* column = cl + i0 * kBackwardChannelsPerPass + c;
+                        for (int64_t j = 0; j < run; ++j) {
+                          if (into_buffer) {
+                            column[j * kBackwardChannelsPerPass] = plane[j];
+                          } else {
+                            plane[j] = column[j * kBackwardChannelsPerPass];
                           }
                         }
                       }
@@ -505,38 +521,39 @@ void backward_cpu(const RoIAlignBackwardArgs& a, std::vector<at::Tensor>& grads)
                 };
                 for (int64_t c0 = c_begin; c0 < c_end; c0 += kBackwardChannelsPerPass) {
                   const int64_t n = std::min(kBackwardChannelsPerPass, c_end - c0);
-                  transpose(c0, n, true);
-                  for (size_t i = 0; i < batch_rois.size(); ++i) {
-                    const RoISamples<acc_t>& samples = batch[i];
-                    const int64_t num_points = static_cast<int64_t>(samples.points.size());
-                    if (num_points == 0) continue;
-                    const int64_t k = batch_rois[i];
-                    const scalar_t* grad_k = grad + (k * a.channels + c0) * bins;  // [n, bins]
-                    for (int64_t c = 0; c < n; ++c) {
-                      for (int64_t bin = 0; bin < bins; ++bin) {
-                        grad_by_bin[bin * n + c] = static_cast<acc_t>(grad_k[c * bins + bin]);
+                  for (int64_t g = 0; g < num_groups; ++g) {
+                    transpose(g, c0, n, true);
+                    for (size_t i = 0; i < batch_rois.size(); ++i) {
+                      const RoISamples<acc_t>& samples = batch[i];
+                      const int64_t num_points = static_cast<int64_t>(samples.points.size());
+                      if (num_points == 0 || group_of[map_of(samples)] != g) continue;
+                      const int64_t k = batch_rois[i];
+                      const scalar_t* grad_k = grad + (k * a.channels + c0) * bins;  // [n, bins]
+                      for (int64_t c = 0; c < n; ++c) {
+                        for (int64_t bin = 0; bin < bins; ++bin) {
+                          grad_by_bin[bin * n + c] = static_cast<acc_t>(grad_k[c * bins + bin]);
+                        }
+                      }
+                      values.resize(num_points * 4 * n);
+                      corner_values(values.data(), grad_by_bin.data(), samples.points.data(),
+                                    samples.bin_begin.data(), bins,
+                                    backward_count(samples.geometry), n);
+                      // Corner by corner, into the pass's n channels of the corner's pixel: one
+                      // cache line (the planes themselves: n lines a plane apart), and adds to
+                      // one channel keep torchvision's order.
+                      acc_t* pixels =
+                          buffer + first_pixel[map_of(samples)] * kBackwardChannelsPerPass;
+                      const acc_t* v = values.data();
+                      for (int64_t p = 0; p < num_points; ++p) {
+                        for (int corner = 0; corner < 4; ++corner, v += n) {
+                          acc_t* pixel =
+                              pixels + samples.points[p].offset[corner] * kBackwardChannelsPerPass;
+                          for (int64_t c = 0; c < n; ++c) pixel[c] += v[c];
+                        }
                       }
                     }
-                    values.resize(num_points * 4 * n);
-                    corner_values(values.data(), grad_by_bin.data(), samples.points.data(),
-                                  samples.bin_begin.data(), bins,
-                                  backward_count(samples.geometry), n);
-                    // Corner by corner, into the pass's n channels of the corner's pixel: one
-                    // cache line (the planes themselves: n lines a plane apart), and adds to
-                    // one channel keep torchvision's order.
-                    acc_t* pixels =
-                        buffer + first_pixel[samples.level * pyramid.batch + samples.batch_index] *
-                                     kBackwardChannelsPerPass;
-                    const acc_t* v = values.data();
-                    for (int64_t p = 0; p < num_points; ++p) {
-                      for (int corner = 0; corner < 4; ++corner, v += n) {
-                        acc_t* pixel =
-                            pixels + samples.points[p].offset[corner] * kBackwardChannelsPerPass;
-                        for (int64_t c = 0; c < n; ++c) pixel[c] += v[c];
-                      }
-                    }
+                    transpose(g, c0, n, false);
                   }
-                  transpose(c0, n, false);
                 }
               });
         }
