@@ -92,28 +92,44 @@ def test_the_plane_wise_and_vectorized_paths_agree_bit_for_bit():
     assert torch.equal(planes, vectors) and torch.equal(planes, tv_roi_align(x, box, 7, 0.5, 2))
 
 
+# The copy's paths: value by value (8 channels); 16 x 16 tile transposes with a partial channel
+# tile and a partial pixel tile at each row's end (24 channels, 70 pixels); the tiles written with
+# streaming stores (a copy of >= 8 MB, 64 channels); bfloat16 maps widened in the transpose.
+COPY_PATHS = {
+    "value-by-value": (8, 40, 70, torch.float32),
+    "tiles": (24, 40, 70, torch.float32),
+    "streamed-tiles": (64, 150, 230, torch.float32),
+    "bfloat16-tiles": (24, 40, 70, torch.bfloat16),
+}
+
+
+@pytest.mark.parametrize("path", COPY_PATHS)
 @pytest.mark.parametrize("aligned", [False, True])
-def test_the_channels_last_copy_holds_every_pixel_the_samples_read(aligned):
+def test_the_channels_last_copy_holds_every_pixel_the_samples_read(path, aligned):
     """The forward copies only the runs of 16 pixels of each row that RoIs may sample into its kept
     workspace; the rest holds what an earlier call left. A first call fills the workspace with NaN;
     then 1-pixel RoIs whose samples sit exactly on a run's or a row's last pixel (their bilinear
     corners reach into the next run and row), on the map's edges, and RoIs of negative size
-    (aligned) must give torchvision's bits: a corner missed by the copy would read NaN."""
-    height, width = 40, 70
+    (aligned) must give torchvision's bits: a corner missed by the copy would read NaN, a value
+    the transpose put in the wrong place would differ."""
+    channels, height, width, dtype = COPY_PATHS[path]
     copies = 2 * height * width // 16 // 20 + 1  # RoIs x 1 bin x 16 >= 2 x pixels: channels-last
     whole = torch.tensor([[0.0, 0.0, 0.0, width, height]]).repeat(20 * copies, 1)
-    poison = torch.full((1, 8, height, width), float("nan"))
+    poison = torch.full((1, channels, height, width), float("nan"), dtype=dtype)
     assert roiops.roi_align(poison, whole, 1, 1.0, 1).isnan().all()  # the workspace: NaN
-    centres = [(15.0, 15.0), (16.0, 31.0), (31.0, 16.0), (47.5, 0.0), (63.0, 39.0), (69.0, 15.0),
-               (0.0, 31.0), (-1.0, 15.0), (width - 0.5, height - 0.5), (32.0, 47.0)]  # fmt: skip
+    last_x, last_y = width - 1.0, height - 1.0
+    centres = [(15.0, 15.0), (16.0, 31.0), (31.0, 16.0), (47.5, 0.0), (63.0, last_y),
+               (last_x, 15.0), (0.0, 31.0), (-1.0, 15.0), (width - 0.5, height - 0.5),
+               (32.0, 47.0)]  # fmt: skip
     boxes = [[0.0, x - 0.5, y - 0.5, x + 0.5, y + 0.5] for x, y in centres]
     boxes += [[0.0, x + 0.5, y + 0.5, x - 0.5, y - 0.5] for x, y in centres]  # negative extent
     rois = torch.tensor(boxes).repeat(copies, 1)
-    x = torch.randn(1, 8, height, width, generator=torch.Generator().manual_seed(3))
+    x = torch.randn(1, channels, height, width, generator=torch.Generator().manual_seed(3))
+    x = x.to(dtype)
     for output_size in [1, 3]:
         ours = roiops.roi_align(x, rois, output_size, 1.0, 1, aligned)
-        theirs = tv_roi_align(x, rois, output_size, 1.0, 1, aligned)
-        assert torch.equal(ours, theirs), (ours - theirs).abs().max()
+        theirs = tv_roi_align(x.float(), rois, output_size, 1.0, 1, aligned).to(dtype)
+        assert torch.equal(ours, theirs), (ours.float() - theirs.float()).abs().max()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
