@@ -98,10 +98,23 @@ class Options:
         return cls(device, dtypes, Path(args.out), args.filter, args.all, min_run_time, 5)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what the platform module knows. Reports
+    from machines of one kind may come from different CPUs (this project's: AMD and Intel)."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()} ({platform.machine()})"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} CPU"
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    return f"{cpu_model()}, {torch.get_num_threads()} threads"
 
 
 def select(cases: list, options: Options) -> list[tuple]:
