@@ -492,6 +492,10 @@ void forward_cpu(const RoIAlignForwardArgs& a, at::Tensor& output) {
 // more; forward + backward with the channels-last buffer 71 against 106 ms adding into the planes
 // (in one process, alternating).
 constexpr int64_t kBackwardChannelsPerPass = 16;
+constexpr int64_t kBackwardPointBudget = int64_t{1} << 20;  // sample points per batch of RoIs
+// A thread's channels-last buffer: the maps of a batch are added to in groups that fit it (P2 of
+// an 800 x 1344 image is 4.3 MB), so that memory does not grow with the batch size x threads.
+constexpr int64_t kBackwardBufferBytes = int64_t{8} << 20;
 
 // Moves 16 pixels x 16 channels between a pass buffer ([pixel][16]) and the planes (16 planes
 // plane_stride apart), by transpose_16x16 where it applies; false: the caller moves them.
@@ -510,10 +514,6 @@ bool move_pass_tile(float* buffer, float* planes, int64_t plane_stride, bool int
   return true;
 }
 #endif
-constexpr int64_t kBackwardPointBudget = int64_t{1} << 20;  // sample points per batch of RoIs
-// A thread's channels-last buffer: the maps of a batch are added to in groups that fit it (P2 of
-// an 800 x 1344 image is 4.3 MB), so that memory does not grow with the batch size x threads.
-constexpr int64_t kBackwardBufferBytes = int64_t{8} << 20;
 
 // values[(p * 4 + corner) * n + c] = grad_by_bin[bin(p) * n + c] * w_corner(p) / divisor for the
 // points p of one RoI and its channels c in [0, n): torchvision's expression, left to right. When
