@@ -1,5 +1,7 @@
 // Mask pasting on the CPU: parallel over masks. Per mask the resize's x pass is computed once for
-// the few padded rows it reads, then each canvas row is written once: zeros, the y pass, zeros.
+// the few padded rows it reads, then each canvas pixel is written once: the window's rows by the
+// y pass, and between them one run of zeros each -- streamed past the caches when the canvases are
+// large (streaming_stores.h): most of a canvas is zeros, and writing them is most of the time.
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -14,6 +16,7 @@
 #include "../ops/bind_kernel.h"
 #include "../ops/half_dispatch.h"
 #include "../ops/paste_masks.h"
+#include "streaming_stores.h"
 
 namespace roiops {
 namespace {
@@ -29,6 +32,14 @@ void paste_impl(const PasteMasksArgs& a, at::Tensor& out) {
   const T* masks = a.masks.data_ptr<T>();
   const B* boxes = a.boxes.data_ptr<B>();
   T* canvas = out.data_ptr<T>();
+  const bool stream = out.numel() * static_cast<int64_t>(sizeof(T)) >= cpu::kStreamingBytes;
+  auto zero = [stream](T* first, int64_t n) {
+    if (stream) {
+      cpu::stream_zeros(first, n * static_cast<int64_t>(sizeof(T)));
+    } else {
+      std::fill(first, first + n, T(0));
+    }
+  };
   at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) {
     std::vector<ResizeTap<A>> columns;
     std::vector<A> rows;  // the x pass of the padded rows the window reads, window-wide
@@ -37,7 +48,7 @@ void paste_impl(const PasteMasksArgs& a, at::Tensor& out) {
       const PasteWindow w =
           paste_window(boxes + 4 * n, static_cast<at::opmath_type<B>>(a.scale), image_h, image_w);
       if (w.x1 <= w.x0 || w.y1 <= w.y0) {
-        std::fill(image, image + image_h * image_w, T(0));
+        zero(image, image_h * image_w);
         continue;
       }
       const T* mask = masks + n * mask_h * mask_w;
@@ -58,21 +69,24 @@ void paste_impl(const PasteMasksArgs& a, at::Tensor& out) {
               resized_row<T, A>(mask, mask_h, mask_w, a.padding, first_row + r, columns[x]);
         }
       }
-      // Every canvas pixel written once, row by row: zeros around the window.
-      std::fill(image, image + w.y0 * image_w, T(0));
+      // Every canvas pixel written once: the window's rows, and the zeros between them in one run
+      // each (a row's right margin and the next row's left one; before the first row and after
+      // the last, to the canvas' ends).
+      zero(image, w.y0 * image_w + w.x0);
       for (int64_t y = w.y0; y < w.y1; ++y) {
         const ResizeTap<A> ty = resize_tap<A>(y - w.box_y1, w.height, padded_h);
         const A* upper = rows.data() + (ty.low - first_row) * width;
         const A* lower = upper + ty.step * width;
-        T* pixels = image + y * image_w;
-        std::fill(pixels, pixels + w.x0, T(0));
+        T* pixels = image + y * image_w + w.x0;
         for (int64_t x = 0; x < width; ++x) {
-          pixels[w.x0 + x] = static_cast<T>(blend_rows(ty, upper[x], lower[x]));
+          pixels[x] = static_cast<T>(blend_rows(ty, upper[x], lower[x]));
         }
-        std::fill(pixels + w.x1, pixels + image_w, T(0));
+        const int64_t gap_begin = y * image_w + w.x1;
+        const int64_t gap_end = y + 1 < w.y1 ? (y + 1) * image_w + w.x0 : image_h * image_w;
+        zero(image + gap_begin, gap_end - gap_begin);
       }
-      std::fill(image + w.y1 * image_w, image + image_h * image_w, T(0));
     }
+    if (stream) cpu::streaming_fence();  // before the threads join
   });
 }
 

@@ -22,14 +22,11 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__SSE__)
-#include <xmmintrin.h>
-#endif
-
 #include "../common/roi_align_math.h"
 #include "../ops/bind_kernel.h"
 #include "../ops/roi_align.h"
 #include "roi_samples.h"
+#include "streaming_stores.h"
 #include "workspace.h"
 
 namespace roiops {
@@ -128,8 +125,8 @@ ROIOPS_ADD_SAMPLES(double)
 // 64-byte vector): four rounds of two-source shuffles, each swapping the off-diagonal d x d blocks
 // of every 2d x 2d block, make the transpose -- in the AVX-512 clone 16 loads, 64 shuffles and 16
 // stores where the scalar loop moves 256 values one by one (and calls memcpy for each row).
-// `stream`: the rows are written past the caches (x86's non-temporal stores, SSE, so every clone
-// has them), which spares reading each destination line before writing it. Measured on a 2-core
+// `stream`: the rows are written past the caches (streaming_stores.h), which spares reading each
+// destination line before writing it. Measured on a 2-core
 // Intel Xeon (AVX-512, 2026-12-07), multi-scale mask-head pooling of 2 images, in one process:
 // the copy of the 116 MB the RoIs can sample 30 ms with the scalar loop, 27 with this transpose,
 // 12 with it streamed; the pooling that reads the copy back did not slow down (20-21 ms).
@@ -176,7 +173,7 @@ __attribute__((always_inline)) inline void transpose_tile(float* __restrict out,
               Lanes16{8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31});
   for (int x = 0; x < 16; ++x) {
     float* row = out + x * out_stride;
-#if defined(__SSE__)
+#ifdef ROIOPS_STREAMING_STORES
     if (stream) {  // row 16-byte aligned (copy_channels_last's condition)
       for (int q = 0; q < 4; ++q) {
         Floats4 quarter;
@@ -278,13 +275,11 @@ MapBlocks touched_blocks(const RoIAlignForwardArgs& a, const acc_t* rois, const 
 // Copies map f ([N, C, H, W], any strides) into nhwc ([N, H, W, C] of acc_t), converting on the
 // way, the runs of pixels `touched` marks (touched_blocks; nullptr: all). Each pixel row is
 // transposed in tiles of 16 channels x 16 pixels: a cache line read from each of 16 planes, a
-// cache line written per pixel -- by transpose_16x16 where it applies (float or bfloat16 into float,
-// a whole tile, pixels adjacent), else value by value. A copy larger than the caches is written
-// with streaming stores (see transpose_16x16). For P2 (256 x 200 x 336, 69 MB) on the 2-core
-// AMD CPU, 2026-12-07: ATen's contiguous(ChannelsLast) 26 ms (two thirds of it page faults), its
-// permuted copy into fresh huge pages 10.7 ms, the value-by-value loop 9 ms (into the workspace: 7).
-constexpr int64_t kStreamedCopyBytes = int64_t{8} << 20;  // a few times a core's L2
-
+// cache line written per pixel -- by transpose_16x16 where it applies (float or bfloat16 into
+// float, a whole tile, pixels adjacent), else value by value; a copy larger than the caches with
+// streaming stores. For P2 (256 x 200 x 336, 69 MB) on the 2-core AMD CPU, 2026-12-07: ATen's
+// contiguous(ChannelsLast) 26 ms (two thirds of it page faults), its permuted copy into fresh huge
+// pages 10.7 ms, the value-by-value loop 9 ms (into the workspace: 7).
 template <typename scalar_t, typename acc_t>
 void copy_channels_last(const at::Tensor& f, at::Tensor& nhwc, const uint8_t* touched) {
   const int64_t height = f.size(2), width = f.size(3), channels = f.size(1);
@@ -302,7 +297,7 @@ void copy_channels_last(const at::Tensor& f, at::Tensor& nhwc, const uint8_t* to
   // Every tile row a whole cache line (the copy starts on a 64-byte boundary).
   const bool stream = whole_tiles && channels % kTile == 0 &&
                       reinterpret_cast<uintptr_t>(dst) % 64 == 0 &&
-                      nhwc.numel() * static_cast<int64_t>(sizeof(acc_t)) >= kStreamedCopyBytes;
+                      nhwc.numel() * static_cast<int64_t>(sizeof(acc_t)) >= cpu::kStreamingBytes;
 #endif
   at::parallel_for(0, f.size(0) * height, 1, [&](int64_t begin, int64_t end) {
     acc_t tile[kTile][kTile];
@@ -335,10 +330,8 @@ void copy_channels_last(const at::Tensor& f, at::Tensor& nhwc, const uint8_t* to
         }
       }
     }
-#if defined(ROIOPS_TILE_TRANSPOSE) && defined(__SSE__)
-    // Streaming stores are weakly ordered: make them visible before the threads join and the
-    // pooling reads the copy.
-    if (stream) _mm_sfence();
+#ifdef ROIOPS_TILE_TRANSPOSE
+    if (stream) cpu::streaming_fence();  // before the threads join and the pooling reads the copy
 #endif
   });
 }
