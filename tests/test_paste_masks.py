@@ -66,9 +66,10 @@ def test_paste_boxes_on_the_image_edges(device):
 
 
 def test_large_canvases_are_rewritten_whole_by_streaming_stores():
-    """Canvases of 8 MB or more in all get their zeros by streaming stores: the whole cache lines
-    of each run of zeros streamed, the partial lines at its ends by plain stores. A first call's
-    canvases, filled with NaN and freed, are reused at the same address (the kept outputs), so a
+    """Canvases of 8 MB or more in all, already in memory, get their zeros by streaming stores:
+    the whole cache lines of each run of zeros streamed, the partial lines at its ends by plain
+    stores (canvases the kernel has yet to fault in: plain stores). A first call's canvases,
+    filled with NaN and freed, are reused at the same address (the kept outputs, in memory), so a
     byte the second call misses stays NaN. Rows of an odd width (runs start and end mid-line),
     windows on each edge and across the whole width, one box outside the image (an all-zero
     canvas; torchvision's slicing cannot paste it, so it is checked alone)."""
@@ -78,16 +79,17 @@ def test_large_canvases_are_rewritten_whole_by_streaming_stores():
     boxes[1] = torch.tensor([1000.0, 350.0, 1100.0, 420.0])  # over the bottom-right corner
     boxes[2] = torch.tensor([-5.0, 100.0, 1090.0, 140.0])  # the whole width
     boxes[3] = torch.tensor([2000.0, 10.0, 2100.0, 20.0])  # outside the image
+    inside = [0, 1, 2, 4, 5, 6]
+    ref = tv_paste(masks[inside], boxes[inside], image)
     first = roiops.paste_masks_in_image(masks, boxes, image)
     assert first.nbytes >= 8 << 20
+    assert_close(first[inside], ref, rtol=0, atol=PASTE_ATOL)
     address = first.data_ptr()
     first.fill_(float("nan"))
     del first
     ours = roiops.paste_masks_in_image(masks, boxes, image)
     assert ours.data_ptr() == address  # the NaN canvases, rewritten
     assert torch.equal(ours[3], torch.zeros(1, *image))
-    inside = [0, 1, 2, 4, 5, 6]
-    ref = tv_paste(masks[inside], boxes[inside], image)
     assert_close(ours[inside], ref, rtol=0, atol=PASTE_ATOL)
 
 

@@ -1,7 +1,8 @@
 // Mask pasting on the CPU: parallel over masks. Per mask the resize's x pass is computed once for
 // the few padded rows it reads, then each canvas pixel is written once: the window's rows by the
 // y pass, and between them one run of zeros each -- streamed past the caches when the canvases are
-// large (streaming_stores.h): most of a canvas is zeros, and writing them is most of the time.
+// large and already in memory (streaming_stores.h): most of a canvas is zeros, and writing them is
+// most of the time.
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -32,7 +33,8 @@ void paste_impl(const PasteMasksArgs& a, at::Tensor& out) {
   const T* masks = a.masks.data_ptr<T>();
   const B* boxes = a.boxes.data_ptr<B>();
   T* canvas = out.data_ptr<T>();
-  const bool stream = out.numel() * static_cast<int64_t>(sizeof(T)) >= cpu::kStreamingBytes;
+  const int64_t bytes = out.numel() * static_cast<int64_t>(sizeof(T));
+  const bool stream = bytes >= cpu::kStreamingBytes && cpu::is_resident(canvas);
   auto zero = [stream](T* first, int64_t n) {
     if (stream) {
       cpu::stream_zeros(first, n * static_cast<int64_t>(sizeof(T)));

@@ -18,6 +18,10 @@
 #include <emmintrin.h>
 #define ROIOPS_STREAMING_STORES 1
 #endif
+#if defined(__linux__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 
 namespace roiops {
 namespace cpu {
@@ -49,6 +53,22 @@ inline void stream_zeros(void* dst, int64_t bytes) {
   }
 #endif
   std::memset(dst, 0, bytes);
+}
+
+// Whether the page holding p is in memory. Streaming stores pay only there: a page the kernel
+// has yet to fault in arrives zeroed by the kernel, its lines in cache, where plain stores are
+// cheaper (2-core Xeon, two images' canvases, one of them fresh each call: 53 ms with plain
+// stores, 72 streamed; reused canvases 38 -> 17 ms streamed). False where it cannot tell.
+inline bool is_resident(const void* p) {
+#if defined(__linux__)
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  unsigned char present = 0;
+  void* start = reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(p) / page * page);
+  return mincore(start, 1, &present) == 0 && (present & 1) != 0;
+#else
+  (void)p;
+  return false;
+#endif
 }
 
 inline void streaming_fence() {
