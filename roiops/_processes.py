@@ -17,6 +17,11 @@ from dataclasses import dataclass, field
 import torch
 
 TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+# How long the processes wait for each other to join the group, and the group's collectives (DDP's
+# all-reduces) for a slow process. A process that fails before it joins -- on another machine, its
+# torchrun cannot stop ours -- must end the others' wait with an error, not leave them waiting
+# (with predict's week-long last wait, they would have waited a week).
+STARTUP = datetime.timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,7 @@ class Process:
     rank: int = 0
     world_size: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    waits: object = None  # the gloo group of wait_for_all, with run()'s timeout
 
     @property
     def is_main(self) -> bool:
@@ -44,9 +50,10 @@ class Process:
         return (total / self.world_size).tolist()
 
     def wait_for_all(self) -> None:
-        """Returns once every process has called it."""
+        """Returns once every process has called it, or raises if one has ended without (gloo
+        sees its connections close); waits for a slow one up to run()'s timeout."""
         if self.world_size > 1:
-            torch.distributed.barrier()
+            torch.distributed.barrier(group=self.waits)
 
 
 def launched_by_torchrun() -> bool:
@@ -99,7 +106,8 @@ def run(
     what it returned when it ran here alone, None after --nproc's processes are done. With
     several, each process exits once its work is done and the group is down, with work's return
     value as exit status when that is an int (else 0): under torchrun this does not return.
-    `timeout`: how long a collective (the last barrier) waits for the slowest process."""
+    `timeout`: how long a process that is done waits for the slowest (Process.wait_for_all, and
+    the last wait before they all leave); default torch's (30 minutes)."""
     if launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1:
         rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
         world_size = int(os.environ["WORLD_SIZE"])
@@ -126,6 +134,7 @@ def _spawned(rank: int, nproc: int, device: str, rendezvous: str, threads: int, 
 
 def _in_group(work, rank, local_rank, world_size, device, rendezvous, timeout):
     import torch.distributed as dist
+    from torch.distributed.constants import default_pg_timeout
 
     if device == "cuda":
         where = torch.device("cuda", local_rank)
@@ -133,16 +142,26 @@ def _in_group(work, rank, local_rank, world_size, device, rendezvous, timeout):
     else:
         where = torch.device("cpu")
     backend = "nccl" if device == "cuda" else "gloo"
-    options = {} if timeout is None else {"timeout": timeout}
-    dist.init_process_group(
-        backend, init_method=rendezvous, rank=rank, world_size=world_size, **options
-    )
-    result = work(process=Process(rank, world_size, where))
+    try:
+        dist.init_process_group(
+            backend, init_method=rendezvous, rank=rank, world_size=world_size, timeout=STARTUP
+        )
+    except dist.DistStoreError as err:  # torch's message: "wait timeout after 600000ms, keys: ..."
+        raise TimeoutError(
+            f"process {rank} of {world_size}: the others had not all joined the process group "
+            f"after {STARTUP} -- one may have failed before joining (see its output, on its "
+            "machine)"
+        ) from err
+    # The waits for the slowest have their own group: gloo, so that a process waiting on a GPU
+    # machine does not hold a spinning NCCL kernel (or meet NCCL's watchdog), with the long
+    # timeout that the group's startup must not have.
+    waits = dist.new_group(backend="gloo", timeout=timeout or default_pg_timeout)
+    result = work(process=Process(rank, world_size, where, waits))
     # Rank 0 may go on alone after the shared work (the demo evaluates): the others wait for it
     # here instead of tearing down their end of the group under it, then all leave together.
     # (After a failure there is no teardown: the others may be inside a collective, and the
     # launcher ends them.)
-    dist.barrier()
+    dist.barrier(group=waits)
     dist.destroy_process_group()
     gc.collect()  # whatever still held the group goes now, while the interpreter is whole
     # Finalising the interpreter on the way out, the C++ threads of a communication library can

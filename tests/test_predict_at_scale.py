@@ -7,6 +7,7 @@ model is the demo's recorded one (docs/demo/model.pt, 128x128), the images the d
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -124,15 +125,37 @@ def test_two_torchrun_nodes_meeting_at_a_rendezvous_give_the_one_process_results
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2",
                 "--nproc-per-node", "1", *rendezvous, "--rdzv-id", "predict-test"]  # fmt: skip
     command = [*torchrun, "-m", "roiops", *predict_command(collection, tmp_path)[4:]]
-    nodes = [
-        subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ONE_THREAD
-        )  # fmt: skip
-        for _ in range(2)
-    ]
-    outputs = [node.communicate(timeout=600) for node in nodes]
-    for node, (_, err) in zip(nodes, outputs):
-        assert node.returncode == 0, err[-3000:]
+    # Each node's output into its own file: read from pipes one after the other, a node whose
+    # pipe filled would block, and a node that failed would go unseen behind the other's wait.
+    logs = [tmp_path / f"node-{n}.log" for n in range(2)]
+    nodes = []
+    for log in logs:
+        with log.open("w") as file:
+            nodes.append(
+                subprocess.Popen(
+                    command,
+                    stdout=file,
+                    stderr=subprocess.STDOUT,
+                    env=ONE_THREAD,
+                    start_new_session=True,  # its group: torchrun and the process it started
+                )
+            )
+
+    def outputs() -> str:
+        return "\n".join(f"{log.name}:\n{log.read_text()[-3000:]}" for log in logs)
+
+    deadline = time.monotonic() + 300  # a run takes ~7 s here
+    try:
+        for node in nodes:
+            node.wait(timeout=max(deadline - time.monotonic(), 0))
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the two nodes had not ended after 300 s\n{outputs()}")
+    finally:
+        for node in nodes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.pid, signal.SIGKILL)
+            node.wait()
+    assert [node.returncode for node in nodes] == [0, 0], outputs()
     assert_same_results(tmp_path, one_process)
     shares = [json.loads(p.read_text())["images"] for p in sorted((tmp_path / "parts").glob("b*"))]
     assert all(len(share) == 2 for share in shares)
@@ -170,8 +193,6 @@ def test_a_run_killed_at_random_points_and_started_again_ends_as_an_uninterrupte
 
 
 def run_in_process(*argv: str) -> tuple[int, str]:
-    import contextlib
-
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         try:
