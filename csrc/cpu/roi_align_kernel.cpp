@@ -20,6 +20,7 @@
 #include <limits>
 #include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "../common/roi_align_math.h"
@@ -91,6 +92,7 @@ std::vector<int64_t> spatial_order(const FeaturePyramid<scalar_t, acc_t>& pyrami
 // so the results are the same bits. The loop is compiled for AVX-512 and AVX2 besides the baseline,
 // and the loader picks the one this CPU runs (GCC's target_clones; elsewhere the baseline only).
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(ROIOPS_NO_CLONES)
+#define ROIOPS_X86_CLONES 1
 #define ROIOPS_VECTOR_CLONES __attribute__((target_clones("default", "avx2", "avx512f")))
 #else
 #define ROIOPS_VECTOR_CLONES
@@ -121,10 +123,16 @@ ROIOPS_ADD_SAMPLES(double)
 // --- 16 x 16 tile transposes: the channels-last copy's inner step -----------------------------
 // out[x * out_stride + c] = in[c * in_stride + x] for a tile of 16 x 16 values, widened to float
 // (float: as it is; bfloat16: its bits shifted up, exactly c10::BFloat16's conversion) -- data
-// movement only, so bits are unchanged. Written in GCC's portable vector types (a tile row is one
-// 64-byte vector): four rounds of two-source shuffles, each swapping the off-diagonal d x d blocks
-// of every 2d x 2d block, make the transpose -- in the AVX-512 clone 16 loads, 64 shuffles and 16
-// stores where the scalar loop moves 256 values one by one (and calls memcpy for each row).
+// movement only, so bits are unchanged. Written in GCC's portable vector types, one vector of W
+// floats per row of a W x W block, W the widest the code's ISA has in registers (16 AVX-512, 8
+// AVX2, 4 SSE2 / NEON): log2(W) rounds of two-source shuffles, each swapping the off-diagonal
+// d x d blocks of every 2d x 2d block, transpose a block; the tile is (16 / W)^2 blocks. In the
+// AVX-512 version 16 loads, 64 shuffles and 16 stores where the scalar loop moves 256 values one
+// by one (and calls memcpy for each row). W must be native: GCC lowers a permutation of a vector
+// wider than the ISA's registers value by value through the stack (the 16-wide code in the AVX2
+// clone: ~1000 scalar moves a tile, 170 instructions now). On a 2-core AMD EPYC without AVX-512
+// (2026-12-07) that changed little: the copy is bound by its memory traffic there (41-45% of
+// the mask-head pooling either way; 26.5 -> 24.7 ms, within that machine's noise).
 // `stream`: the rows are written past the caches (streaming_stores.h), which spares reading each
 // destination line before writing it. Measured on a 2-core
 // Intel Xeon (AVX-512, 2026-12-07), multi-scale mask-head pooling of 2 images, in one process:
@@ -132,50 +140,70 @@ ROIOPS_ADD_SAMPLES(double)
 // 12 with it streamed; the pooling that reads the copy back did not slow down (20-21 ms).
 #if defined(__GNUC__) && !defined(__clang__)
 #define ROIOPS_TILE_TRANSPOSE 1
-typedef float Floats16 __attribute__((vector_size(64)));
-typedef int32_t Lanes16 __attribute__((vector_size(64)));
-typedef uint16_t Halves16 __attribute__((vector_size(32)));
+template <int W>
+struct TileVectors {
+  typedef float Floats __attribute__((vector_size(4 * W)));
+  typedef int32_t Lanes __attribute__((vector_size(4 * W)));
+  // unaligned views of a row in memory
+  typedef float FloatsRow __attribute__((vector_size(4 * W), aligned(4), may_alias));
+  typedef uint16_t HalvesRow __attribute__((vector_size(2 * W), aligned(2), may_alias));
+};
 typedef float Floats4 __attribute__((vector_size(16)));
 
-__attribute__((always_inline)) inline void load_row(const float* in, Floats16* row) {
-  std::memcpy(row, in, sizeof(Floats16));
+// A row of W values as floats, straight into a register (a copy through memory would cost a
+// store-forwarding stall per row).
+template <int W>
+__attribute__((always_inline)) inline void load_row(const float* in,
+                                                    typename TileVectors<W>::Floats& row) {
+  row = *reinterpret_cast<const typename TileVectors<W>::FloatsRow*>(in);
 }
-__attribute__((always_inline)) inline void load_row(const c10::BFloat16* in, Floats16* row) {
-  Halves16 bits;
-  std::memcpy(&bits, in, sizeof(bits));
-  *row = reinterpret_cast<Floats16>(__builtin_convertvector(bits, Lanes16) << 16);
+template <int W>
+__attribute__((always_inline)) inline void load_row(const c10::BFloat16* in,
+                                                    typename TileVectors<W>::Floats& row) {
+  const auto bits = *reinterpret_cast<const typename TileVectors<W>::HalvesRow*>(in);
+  row = reinterpret_cast<typename TileVectors<W>::Floats>(
+      __builtin_convertvector(bits, typename TileVectors<W>::Lanes) << 16);
 }
 
-template <typename scalar_t>
-__attribute__((always_inline)) inline void transpose_tile(float* __restrict out,
-                                                          int64_t out_stride,
-                                                          const scalar_t* __restrict in,
-                                                          int64_t in_stride, bool stream) {
-  Floats16 m[16];
-  for (int c = 0; c < 16; ++c) load_row(in + c * in_stride, &m[c]);
-  // Rows r and r + d (r without bit d): the lanes with bit d of row r trade places with the lanes
-  // without it of row r + d.
-  auto swap_blocks = [&m](int d, const Lanes16& first, const Lanes16& second) {
-    for (int r = 0; r < 16; ++r) {
-      if (r & d) continue;
-      const Floats16 a = m[r], b = m[r + d];
-      m[r] = __builtin_shuffle(a, b, first);
-      m[r + d] = __builtin_shuffle(a, b, second);
-    }
-  };
-  swap_blocks(1, Lanes16{0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30},
-              Lanes16{1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31});
-  swap_blocks(2, Lanes16{0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},
-              Lanes16{2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31});
-  swap_blocks(4, Lanes16{0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27},
-              Lanes16{4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31});
-  swap_blocks(8, Lanes16{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
-              Lanes16{8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31});
-  for (int x = 0; x < 16; ++x) {
+// The shuffle of round d that makes row r (first) or row r + d (second) of the pair: the lanes
+// with bit d of row r trade places with the lanes without it of row r + d (b's lanes are W + i).
+template <int W, int D, bool First, typename Lanes = std::make_integer_sequence<int, W>>
+struct SwapLanes;
+template <int W, int D, bool First, int... I>
+struct SwapLanes<W, D, First, std::integer_sequence<int, I...>> {
+  static constexpr typename TileVectors<W>::Lanes value{
+      (First ? ((I & D) ? W + I - D : I) : ((I & D) ? W + I : I + D))...};
+};
+
+template <int W, int D>
+__attribute__((always_inline)) inline void swap_blocks(typename TileVectors<W>::Floats* m) {
+  constexpr auto first = SwapLanes<W, D, true>::value;
+  constexpr auto second = SwapLanes<W, D, false>::value;
+  for (int r = 0; r < W; ++r) {
+    if (r & D) continue;
+    const auto a = m[r], b = m[r + D];
+    m[r] = __builtin_shuffle(a, b, first);
+    m[r + D] = __builtin_shuffle(a, b, second);
+  }
+}
+
+template <int W, typename scalar_t>
+__attribute__((always_inline)) inline void transpose_block(float* __restrict out,
+                                                           int64_t out_stride,
+                                                           const scalar_t* __restrict in,
+                                                           int64_t in_stride, bool stream) {
+  typename TileVectors<W>::Floats m[W];
+#pragma GCC unroll 16
+  for (int c = 0; c < W; ++c) load_row<W>(in + c * in_stride, m[c]);
+  swap_blocks<W, 1>(m);
+  swap_blocks<W, 2>(m);
+  if constexpr (W >= 8) swap_blocks<W, 4>(m);
+  if constexpr (W >= 16) swap_blocks<W, 8>(m);
+  for (int x = 0; x < W; ++x) {
     float* row = out + x * out_stride;
 #ifdef ROIOPS_STREAMING_STORES
     if (stream) {  // row 16-byte aligned (copy_channels_last's condition)
-      for (int q = 0; q < 4; ++q) {
+      for (int q = 0; q < W / 4; ++q) {
         Floats4 quarter;
         std::memcpy(&quarter, reinterpret_cast<const char*>(&m[x]) + q * 16, sizeof(quarter));
         _mm_stream_ps(row + 4 * q, quarter);
@@ -183,18 +211,42 @@ __attribute__((always_inline)) inline void transpose_tile(float* __restrict out,
       continue;
     }
 #endif
-    std::memcpy(row, &m[x], sizeof(Floats16));
+    std::memcpy(row, &m[x], sizeof(m[x]));
   }
 }
 
-ROIOPS_VECTOR_CLONES void transpose_16x16(float* out, int64_t out_stride, const float* in,
-                                          int64_t in_stride, bool stream) {
-  transpose_tile(out, out_stride, in, in_stride, stream);
+template <int W, typename scalar_t>
+__attribute__((always_inline)) inline void transpose_tile(float* out, int64_t out_stride,
+                                                          const scalar_t* in, int64_t in_stride,
+                                                          bool stream) {
+  static_assert(W == 4 || W == 8 || W == 16);
+  for (int bc = 0; bc < 16; bc += W) {
+    for (int bx = 0; bx < 16; bx += W) {
+      transpose_block<W>(out + bx * out_stride + bc, out_stride, in + bc * in_stride + bx,
+                         in_stride, stream);
+    }
+  }
 }
-ROIOPS_VECTOR_CLONES void transpose_16x16(float* out, int64_t out_stride, const c10::BFloat16* in,
-                                          int64_t in_stride, bool stream) {
-  transpose_tile(out, out_stride, in, in_stride, stream);
-}
+
+// transpose_16x16 for float and bfloat16 sources, one version per ISA (GCC's function
+// multiversioning: the loader picks the one this CPU runs), each with its own W.
+#define ROIOPS_TRANSPOSE_16X16(attributes, width)                                              \
+  attributes void transpose_16x16(float* out, int64_t out_stride, const float* in,           \
+                                  int64_t in_stride, bool stream) {                          \
+    transpose_tile<width>(out, out_stride, in, in_stride, stream);                           \
+  }                                                                                          \
+  attributes void transpose_16x16(float* out, int64_t out_stride, const c10::BFloat16* in,   \
+                                  int64_t in_stride, bool stream) {                          \
+    transpose_tile<width>(out, out_stride, in, in_stride, stream);                           \
+  }
+#ifdef ROIOPS_X86_CLONES
+ROIOPS_TRANSPOSE_16X16(__attribute__((target("default"))), 4)
+ROIOPS_TRANSPOSE_16X16(__attribute__((target("avx2"))), 8)
+ROIOPS_TRANSPOSE_16X16(__attribute__((target("avx512f"))), 16)
+#else
+ROIOPS_TRANSPOSE_16X16(, 4)
+#endif
+#undef ROIOPS_TRANSPOSE_16X16
 #endif
 
 // Whether a call pools channels-last: a map already in that layout, or enough work to pay for
